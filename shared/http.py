@@ -1,0 +1,109 @@
+"""The admin APIs' error shape and the one place exceptions become HTTP answers.
+
+Admin routes answer errors as ``{"error": {"code": ..., "message": ...}}``. Handlers
+raise :class:`ApiError` (or a subclass) with a message that says what was wrong with
+which value and never quotes secret material.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from shared.events.store import ConcurrencyConflict
+
+log = structlog.get_logger(__name__)
+
+
+class ApiError(Exception):
+    """An answer other than success, with its HTTP status and a stable code."""
+
+    def __init__(self, status: int, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **details}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(error.code, error.message, **error.details), error.status)
+
+    @app.exception_handler(ConcurrencyConflict)
+    async def _conflict(_request: Request, _error: ConcurrencyConflict) -> JSONResponse:
+        message = "the resource changed while this request was handled; retry it"
+        return JSONResponse(error_body("conflict", message), 409)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"][1:]), "problem": e["msg"]}
+            for e in error.errors()
+        ]
+        message = "; ".join(f"{p['field'] or 'body'}: {p['problem']}" for p in problems)
+        return JSONResponse(error_body("invalid_request", message, problems=problems), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            error_body("http_error", str(error.detail)), error.status_code, headers=error.headers
+        )
+
+
+class RequestLogMiddleware:
+    """One log line per request, with a request id bound for everything logged inside it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                log.info(
+                    "http_request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            # A caller's id is echoed into logs: keep it short and plain.
+            if 0 < len(text) <= 64 and text.replace("-", "").isalnum():
+                return text
+    return None

@@ -1,0 +1,74 @@
+"""Run the emulator inside a test's event loop, on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import uvicorn
+
+from tests.emulator.app import create_app
+from tests.emulator.state import EmulatorState
+
+_START_TIMEOUT = 10.0
+_SHUTDOWN_GRACE_SECONDS = 5
+
+
+class _EmbeddedServer(uvicorn.Server):
+    # The test runner owns the process's signal handlers; uvicorn would take over Ctrl-C.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def running_emulator(
+    state: EmulatorState, *, host: str = "127.0.0.1"
+) -> AsyncIterator[str]:
+    """Serve ``state`` while the block runs and yield its base URL, ``http://127.0.0.1:<port>/v1``."""
+    listener = _bind_free_port(host)
+    config = uvicorn.Config(
+        create_app(state),
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        ws="none",
+        timeout_graceful_shutdown=_SHUTDOWN_GRACE_SECONDS,
+    )
+    server = _EmbeddedServer(config)
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    try:
+        await _wait_until_started(server, serving)
+        yield _base_url(listener)
+    finally:
+        server.should_exit = True
+        await serving
+        listener.close()
+
+
+def _bind_free_port(host: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.bind((host, 0))
+    return listener
+
+
+async def _wait_until_started(server: uvicorn.Server, serving: asyncio.Task[None]) -> None:
+    async with asyncio.timeout(_START_TIMEOUT):
+        while not server.started:
+            if serving.done():
+                await serving
+                raise RuntimeError("the emulator stopped while starting")
+
+            await asyncio.sleep(0.01)
+
+
+def _base_url(listener: socket.socket) -> str:
+    host, port = listener.getsockname()[:2]
+    if listener.family == socket.AF_INET6:
+        host = f"[{host}]"
+
+    return f"http://{host}:{port}/v1"

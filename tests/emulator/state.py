@@ -1,0 +1,95 @@
+"""What the emulator knows and remembers: keys, models, faults to inject, requests seen.
+
+Tests steer the emulator by changing this object directly, or over HTTP through the
+``/_emulator/`` control routes, which change the same object.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One request that reached an upstream route, as the emulator received it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    json: Any = None
+
+    @property
+    def bearer(self) -> str | None:
+        """The key sent as ``Authorization: Bearer …``, if any."""
+        scheme, _, credentials = self.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not credentials:
+            return None
+
+        return credentials.strip()
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "headers": self.headers,
+            "body": self.body.decode("utf-8", errors="replace"),
+            "json": self.json,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """An answer to give instead of the real one.
+
+    ``raw_body`` replaces the OpenAI-style error body, so a fault can also be a 200
+    carrying garbage.
+    """
+
+    status: int
+    retry_after: float | None = None
+    raw_body: bytes | None = None
+
+
+@dataclass
+class EmulatorState:
+    """The emulated provider: its keys, models and behaviour, and what it has seen."""
+
+    keys: set[str] = field(default_factory=set)
+    models: list[str] = field(default_factory=lambda: ["gpt-emulated"])
+    page_size: int = 2
+    delay: float = 0.0
+    stream_chunks: int = 4
+    echo_key_in_errors: bool = True
+    owned_by: str = "emulator"
+    created: int = 1_700_000_000
+    requests: list[RecordedRequest] = field(default_factory=list)
+    faults: deque[Fault] = field(default_factory=deque)
+
+    def fail_next(
+        self,
+        status: int,
+        times: int = 1,
+        retry_after: float | None = None,
+        raw_body: bytes | None = None,
+    ) -> None:
+        """Answer the next ``times`` upstream requests with ``status`` instead."""
+        if times < 1:
+            raise ValueError("a fault must apply at least once")
+
+        fault = Fault(status=status, retry_after=retry_after, raw_body=raw_body)
+        self.faults.extend([fault] * times)
+
+    def take_fault(self) -> Fault | None:
+        return self.faults.popleft() if self.faults else None
+
+    def accepts(self, key: str | None) -> bool:
+        return key is not None and key in self.keys
+
+    def requests_to(self, path: str) -> list[RecordedRequest]:
+        """Recorded requests whose path ends with ``path`` (e.g. ``"/models"``)."""
+        return [r for r in self.requests if r.path.endswith(path)]
