@@ -20,6 +20,8 @@ async def create_schema(engine: AsyncEngine, metadata: MetaData) -> None:
     async with engine.begin() as conn:
         if metadata.schema:
             # Several replicas may start at once; the advisory lock makes creation serial.
-            await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": metadata.schema})
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": metadata.schema}
+            )
             await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{metadata.schema}"'))
         await conn.run_sync(metadata.create_all)

@@ -102,7 +102,7 @@ class RequestLogMiddleware:
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
-            text = value.decode("latin-1")
+            text: str = value.decode("latin-1")
             # A caller's id is echoed into logs: keep it short and plain.
             if 0 < len(text) <= 64 and text.replace("-", "").isalnum():
                 return text

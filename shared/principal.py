@@ -21,7 +21,7 @@ from shared.http import ApiError
 from shared.secrets import GatewayToken
 from shared.service_auth import ServiceSigner
 
-TOKEN_PREFIX = "byom_"
+TOKEN_PREFIX = "byom_"  # noqa: S105 - the public prefix of every token, not a secret
 ADMIN_ROLES = frozenset({"owner", "admin"})
 
 
@@ -89,14 +89,18 @@ class Introspector:
                 headers={"Authorization": f"Bearer {credential}"},
             )
         except httpx.HTTPError as error:
-            raise ApiError(503, "access_unavailable", "the access service is unreachable") from error
+            raise ApiError(
+                503, "access_unavailable", "the access service is unreachable"
+            ) from error
 
         if response.status_code == 404:
             self._cache.pop(digest, None)
             return None
 
         if response.status_code != 200:
-            raise ApiError(503, "access_unavailable", "the access service could not check the token")
+            raise ApiError(
+                503, "access_unavailable", "the access service could not check the token"
+            )
 
         principal = Principal(**response.json())
         self._cache[digest] = (time.monotonic() + self._cache_seconds, principal)

@@ -37,7 +37,9 @@ class Runtime:
         self.metadata = metadata
         self.tables: EventTables = define_event_tables(metadata)
         self.engine: AsyncEngine = create_engine(settings.database_url)
-        self.store = EventStore(self.tables, service=service, subject_prefix=settings.subject_prefix)
+        self.store = EventStore(
+            self.tables, service=service, subject_prefix=settings.subject_prefix
+        )
         self.broker = NatsBroker(settings.nats_url, graceful_timeout=10.0)
         self.relay: Relay | None = None
         self._nats: NatsClient | None = None

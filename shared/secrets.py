@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Final
+from typing import Final, NoReturn
 
 _MIN_LENGTH_TO_SHOW_ENDS: Final = 16
 _PREFIX_LENGTH: Final = 3
@@ -63,7 +63,7 @@ class Secret:
     def __hash__(self) -> int:
         return hash(self._value)
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("secrets are not pickled")
 
 

@@ -10,6 +10,7 @@ skip event ids they have already applied. Nothing is lost, nothing applies twice
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import orjson
@@ -66,10 +67,8 @@ class Relay:
             if published:
                 continue
 
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
-            except TimeoutError:
-                pass
             self._wake.clear()
 
     async def publish_pending(self) -> int:
@@ -108,7 +107,9 @@ class Relay:
         if envelope.get("traceparent"):
             headers["traceparent"] = envelope["traceparent"]
 
-        await self._js.publish(subject, orjson.dumps(envelope), stream=self._stream, headers=headers)
+        await self._js.publish(
+            subject, orjson.dumps(envelope), stream=self._stream, headers=headers
+        )
 
     async def _record_position(self, position: int) -> None:
         offsets = self._tables.relay_offsets

@@ -45,9 +45,7 @@ class ConcurrencyConflict(Exception):
     """Another writer changed the aggregate since it was loaded."""
 
     def __init__(self, stream_id: str, expected: int, actual: int) -> None:
-        super().__init__(
-            f"stream {stream_id} is at version {actual}, not the expected {expected}"
-        )
+        super().__init__(f"stream {stream_id} is at version {actual}, not the expected {expected}")
         self.stream_id = stream_id
 
 
@@ -63,7 +61,12 @@ def define_event_tables(metadata: MetaData) -> EventTables:
     events = Table(
         "events",
         metadata,
-        Column("position", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column(
+            "position",
+            BigInteger().with_variant(Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
         Column("id", String(36), nullable=False, unique=True),
         Column("stream_id", String(200), nullable=False),
         Column("stream_version", Integer, nullable=False),
@@ -184,5 +187,3 @@ class EventStore:
             streamid=stream_id,
             streamversion=version,
         )
-
-

@@ -11,7 +11,9 @@ from nats.js.errors import NotFoundError
 DUPLICATE_WINDOW_SECONDS = 600.0
 
 
-async def ensure_stream(js: JetStreamContext, name: str, subject_prefix: str, replicas: int = 1) -> None:
+async def ensure_stream(
+    js: JetStreamContext, name: str, subject_prefix: str, replicas: int = 1
+) -> None:
     """Create the stream if it is missing; leave an existing one as its operator set it."""
     try:
         await js.stream_info(name)

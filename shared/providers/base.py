@@ -80,8 +80,9 @@ class ChatUpstreamRequest:
     """A chat request ready to send: the proxy only adds its HTTP client."""
 
     url: str
-    headers: dict[str, str]
-    body: bytes
+    # The headers carry the provider key: never part of a repr.
+    headers: dict[str, str] = field(repr=False)
+    body: bytes = field(repr=False)
 
 
 class ProviderAdapter(Protocol):

@@ -24,10 +24,8 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def running_emulator(
-    state: EmulatorState, *, host: str = "127.0.0.1"
-) -> AsyncIterator[str]:
-    """Serve ``state`` while the block runs and yield its base URL, ``http://127.0.0.1:<port>/v1``."""
+async def running_emulator(state: EmulatorState, *, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Serve ``state`` while the block runs; yield its base URL, ``http://<host>:<port>/v1``."""
     listener = _bind_free_port(host)
     config = uvicorn.Config(
         create_app(state),

@@ -84,9 +84,7 @@ async def append(log: Log, stream_id: str, count: int, hold_seconds: float = 0.0
 
 async def published_ids(log: Log, subject: str) -> list[str]:
     """Every event id in the stream on this subject, in stream order."""
-    sub = await log.js.subscribe(
-        subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
-    )
+    sub = await log.js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
     info = await log.js.stream_info(log.stream)
     ids: list[str] = []
     try:
@@ -123,17 +121,14 @@ async def test_concurrent_writers_lose_nothing_and_keep_order(log: Log) -> None:
     relay_task = asyncio.create_task(relay.run())
 
     writers = [
-        append(log, f"{run}-s{i}", count=3, hold_seconds=random.uniform(0, 0.05))
-        for i in range(40)
+        append(log, f"{run}-s{i}", count=3, hold_seconds=random.uniform(0, 0.05)) for i in range(40)
     ]
     await asyncio.gather(*writers)
     await asyncio.sleep(0.3)
     relay_task.cancel()
 
     expected = await stored_ids(log, f"{run}-")
-    published = [
-        i for i in await published_ids(log, f"{log.prefix}.>") if i in set(expected)
-    ]
+    published = [i for i in await published_ids(log, f"{log.prefix}.>") if i in set(expected)]
     assert len(expected) == 120
     assert published == expected
 
