@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 from nats.aio.client import Client as NatsClient
@@ -66,15 +66,16 @@ class Feed:
                 idle_heartbeat=5.0,
             )
             info = await subscription.consumer_info()
-            if info.num_pending == 0 and (info.delivered.stream_seq or 0) == 0:
+            delivered = info.delivered.stream_seq if info.delivered else 0
+            if info.num_pending == 0 and not delivered:
                 self._caught_up[service].set()
 
-    async def wait_ready(self, timeout: float) -> None:
+    async def wait_ready(self, within_seconds: float) -> None:
         await asyncio.wait_for(
-            asyncio.gather(*(event.wait() for event in self._caught_up.values())), timeout
+            asyncio.gather(*(event.wait() for event in self._caught_up.values())), within_seconds
         )
 
-    def _handler(self, service: str) -> Callable[[Msg], object]:
+    def _handler(self, service: str) -> Callable[[Msg], Awaitable[None]]:
         caught_up = self._caught_up[service]
 
         async def on_message(msg: Msg) -> None:
@@ -83,7 +84,9 @@ class Feed:
                 self._view.apply(envelope)
             except Exception:
                 # One malformed event must not stop the feed; it is logged with its place.
-                log.exception("feed_event_rejected", service=service, seq=msg.metadata.sequence.stream)
+                log.exception(
+                    "feed_event_rejected", service=service, seq=msg.metadata.sequence.stream
+                )
             else:
                 self.applied += 1
                 if self._on_event is not None:

@@ -188,7 +188,9 @@ class View:
 
     def _token_issued(self, data: ev.TokenIssued, envelope: Envelope) -> None:
         workspace_id = envelope.workspaceid or ""
-        self.tokens[data.token_hash] = Token(data.token_id, data.user_id, workspace_id, data.expires_at)
+        self.tokens[data.token_hash] = Token(
+            data.token_id, data.user_id, workspace_id, data.expires_at
+        )
         self.token_hashes[data.token_id] = data.token_hash
 
     def _token_revoked(self, data: ev.TokenRevoked, _envelope: Envelope) -> None:

@@ -8,7 +8,6 @@ echo a rejected key in their error text.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from typing import Any, Final, TypeGuard
@@ -27,6 +26,7 @@ from shared.providers.base import (
     UpstreamModel,
     Usage,
 )
+from shared.providers.scrubbing import scrub
 from shared.secrets import ProviderKey
 
 _log = structlog.get_logger(__name__)
@@ -37,43 +37,8 @@ _MAX_PAGES: Final = 1000
 _EXCERPT_LIMIT: Final = 200
 # Bound the text we scrub: the excerpt is cut to _EXCERPT_LIMIT afterwards anyway.
 _SCRUB_INPUT_LIMIT: Final = 2000
-# Any run of this many characters of the key counts as a leak, not just the whole key.
-_MIN_LEAK_RUN: Final = 8
-_REDACTED: Final = "[redacted]"
-# Bearer values, "sk-" style keys (masked ones too) and long opaque tokens look like keys.
-_KEY_LIKE: Final = re.compile(
-    r"\bBearer\s+\S+|\b(?:sk|rk|pk)-[\w\-*.…]{4,}|[A-Za-z0-9_\-]{32,}", re.IGNORECASE
-)
 # Statuses that say "try again later" rather than "this key or URL is wrong".
 _TRANSIENT_STATUSES: Final = frozenset({408, 429})
-
-
-def scrub(text: str, key: str) -> str:
-    """``text`` without the key, any run of 8+ of its characters, or anything key-like."""
-    hidden = [False] * len(text)
-    for run in _key_runs(key):
-        start = text.find(run)
-        while start != -1:
-            hidden[start : start + len(run)] = [True] * len(run)
-            start = text.find(run, start + 1)
-
-    kept: list[str] = []
-    for index, char in enumerate(text):
-        if not hidden[index]:
-            kept.append(char)
-        elif index == 0 or not hidden[index - 1]:
-            kept.append(_REDACTED)
-
-    return _KEY_LIKE.sub(_REDACTED, "".join(kept))
-
-
-def _key_runs(key: str) -> list[str]:
-    # Every leaked run of 8+ characters contains one of these windows, so hiding each
-    # window's occurrences hides the whole run. A key shorter than that is hidden whole.
-    if len(key) < _MIN_LEAK_RUN:
-        return [key] if key else []
-
-    return [key[i : i + _MIN_LEAK_RUN] for i in range(len(key) - _MIN_LEAK_RUN + 1)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""The gateway's services, one package each; none imports another."""

@@ -1,0 +1,18 @@
+"""The proxy's settings."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.config import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    keyvault_url: str = "http://127.0.0.1:8001"
+    # Usage records waiting for NATS; past this bound they are dropped and counted.
+    usage_queue_capacity: int = Field(default=10_000, ge=1)
+    upstream_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    upstream_read_timeout_seconds: float = Field(default=300.0, gt=0)
+    upstream_max_connections: int = Field(default=1000, ge=1)
+    # How long start-up waits for the view to catch up with the stream before serving.
+    feed_ready_timeout_seconds: float = Field(default=60.0, gt=0)

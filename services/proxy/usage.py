@@ -1,0 +1,99 @@
+"""Usage events, published off the hot path.
+
+A call puts its usage on a bounded queue and returns; a background task publishes the
+queue to JetStream in order, waiting for each acknowledgement, with the event id as
+``Nats-Msg-Id`` so a retried publish is not counted twice. When NATS is down the queue
+fills up to its bound and further records are dropped and counted, so an outage grows
+no memory without limit. A graceful shutdown publishes what is queued; an abrupt kill
+loses at most what was queued and not yet acknowledged (up to the queue bound).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+from nats.js import JetStreamContext
+
+from shared.events.envelope import Envelope
+from shared.events.schemas import UsageRecorded
+
+log = structlog.get_logger(__name__)
+
+_RETRY_SECONDS = 0.5
+
+
+class UsageRecorder:
+    def __init__(
+        self, js: JetStreamContext, *, stream: str, subject_prefix: str, capacity: int
+    ) -> None:
+        self._js = js
+        self._stream = stream
+        self._subject = UsageRecorded.subject(subject_prefix)
+        self._queue: asyncio.Queue[Envelope] = asyncio.Queue(maxsize=capacity)
+        self._task: asyncio.Task[None] | None = None
+        self.published = 0
+        self.dropped = 0
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def record(self, usage: UsageRecorded, *, workspace_id: str, actor_id: str) -> None:
+        envelope = Envelope(
+            source="/byom/proxy",
+            type=UsageRecorded.event_type(),
+            subject=f"usage-{usage.request_id}",
+            data=usage.model_dump(mode="json"),
+            workspaceid=workspace_id,
+            actorid=actor_id,
+            correlationid=usage.request_id,
+            streamid=f"usage-{usage.request_id}",
+            streamversion=1,
+        )
+        try:
+            self._queue.put_nowait(envelope)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.warning("usage_dropped", request_id=usage.request_id, dropped_total=self.dropped)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="usage-recorder")
+
+    async def stop(self, within_seconds: float = 10.0) -> None:
+        """Publish what is queued (within the timeout), then stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), within_seconds)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.pending:
+            log.error("usage_lost_at_shutdown", count=self.pending)
+
+    async def _run(self) -> None:
+        while True:
+            envelope = await self._queue.get()
+            try:
+                await self._publish(envelope)
+            finally:
+                self._queue.task_done()
+
+    async def _publish(self, envelope: Envelope) -> None:
+        while True:
+            try:
+                await self._js.publish(
+                    self._subject,
+                    envelope.to_json(),
+                    stream=self._stream,
+                    headers={"Nats-Msg-Id": envelope.id, "ce-type": envelope.type},
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("usage_publish_retry", error=type(error).__name__)
+                await asyncio.sleep(_RETRY_SECONDS)
+            else:
+                self.published += 1
+                return
