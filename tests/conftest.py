@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 
 import nats
@@ -34,8 +35,6 @@ def stream_names() -> tuple[str, str]:
 async def jetstream_cleanup(nats_url: str, stream_names: tuple[str, str]) -> AsyncIterator[None]:
     yield
     nc = await nats.connect(nats_url)
-    try:
+    with contextlib.suppress(nats.js.errors.NotFoundError):
         await nc.jetstream().delete_stream(stream_names[0])
-    except nats.js.errors.NotFoundError:
-        pass
     await nc.close()

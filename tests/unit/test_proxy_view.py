@@ -79,7 +79,10 @@ class Workspace:
         rule_id = rid()
         self.emit(
             ev.AccessGranted(
-                rule_id=rule_id, model_id=model_id, principal_kind=kind, principal_id=principal_id  # type: ignore[arg-type]
+                rule_id=rule_id,
+                model_id=model_id,
+                principal_kind=kind,
+                principal_id=principal_id,  # type: ignore[arg-type]
             )
         )
         return rule_id
@@ -87,7 +90,10 @@ class Workspace:
     def revoke(self, rule_id: str, model_id: str, kind: str, principal_id: str) -> None:
         self.emit(
             ev.AccessRevoked(
-                rule_id=rule_id, model_id=model_id, principal_kind=kind, principal_id=principal_id  # type: ignore[arg-type]
+                rule_id=rule_id,
+                model_id=model_id,
+                principal_kind=kind,
+                principal_id=principal_id,  # type: ignore[arg-type]
             )
         )
 
@@ -103,7 +109,7 @@ def test_rules_add_up_and_removing_one_takes_only_its_share() -> None:
     ws = Workspace(view)
     marketer, marketer_token = ws.member()
     named, named_token = ws.member()
-    other, other_token = ws.member()
+    _, other_token = ws.member()
     marketing = rid()
     ws.emit(ev.GroupCreated(group_id=marketing, group_name="Marketing"))
     ws.emit(ev.GroupMemberAdded(group_id=marketing, user_id=marketer))

@@ -1,0 +1,67 @@
+"""The whole gateway running as separate processes, and a provider emulator beside it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.emulator import EmulatorState, running_emulator
+from tests.stack import Stack, running_stack
+from tests.support import Workspace, gateway_client, unique
+
+
+@pytest.fixture(scope="session")
+async def emulator() -> AsyncIterator[tuple[EmulatorState, str]]:
+    state = EmulatorState(models=["gpt-alpha", "gpt-beta", "gpt-gamma", "gpt-delta", "gpt-epsilon"])
+    async with running_emulator(state) as base_url:
+        yield state, base_url
+
+
+@pytest.fixture(scope="session")
+def stack(
+    database_url: str,
+    nats_url: str,
+    stream_names: tuple[str, str],
+    jetstream_cleanup: None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    stream, prefix = stream_names
+    with running_stack(
+        database_url=database_url,
+        nats_url=nats_url,
+        stream=stream,
+        subject_prefix=prefix,
+        log_dir=Path(tmp_path_factory.mktemp("service-logs")),
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+async def gateway(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with gateway_client({name: stack.url(name) for name in stack.services}) as client:
+        yield client
+
+
+@pytest.fixture
+async def workspace(stack: Stack, gateway: httpx.AsyncClient) -> Workspace:
+    """A workspace of the test's own, created by the install operator."""
+    response = await gateway.post(
+        "/access/v1/workspaces",
+        json={
+            "name": unique("acme"),
+            "owner_email": f"{unique('owner')}@example.test",
+            "owner_name": "Owner",
+        },
+        headers={"Authorization": f"Bearer {stack.operator_token}"},
+    )
+    assert response.status_code == 201, response.text
+    created = response.json()
+    return Workspace(
+        id=created["workspace"]["id"],
+        admin_token=created["token"]["token"],
+        owner_id=created["owner"]["id"],
+        client=gateway,
+    )
