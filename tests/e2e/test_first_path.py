@@ -9,76 +9,27 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
 
-import httpx
 import nats
 import openai
 import pytest
 from nats.js.api import DeliverPolicy
 
 from shared.events.envelope import Envelope
+from tests.e2e.flows import (
+    connect_provider,
+    discovered_models,
+    grant_when_known,
+    listed,
+    provider_key,
+    sdk,
+    visible_models,
+)
 from tests.emulator import EmulatorState
 from tests.stack import Stack
 from tests.support import Workspace, eventually, unique
 
 pytestmark = pytest.mark.e2e
-
-
-def provider_key() -> str:
-    return "sk-emu-" + secrets.token_urlsafe(24)
-
-
-def sdk(stack: Stack, token: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=stack.openai_base_url, api_key=token, max_retries=0)
-
-
-async def connect_provider(
-    ws: Workspace, emulator: tuple[EmulatorState, str], key: str
-) -> dict[str, Any]:
-    state, base_url = emulator
-    state.keys.add(key)
-    response = await ws.call(
-        "POST",
-        "/keyvault/v1/connections",
-        json={
-            "provider": "openai-compatible",
-            "name": unique("emu"),
-            "base_url": base_url,
-            "api_key": key,
-        },
-    )
-    assert response.status_code == 201, response.text
-    return dict(response.json())
-
-
-async def discovered_models(ws: Workspace, connection_id: str, count: int) -> list[dict[str, Any]]:
-    async def listed() -> list[dict[str, Any]] | None:
-        body = await ws.ok("GET", "/catalog/v1/models", params={"connection_id": connection_id})
-        return body["data"] if len(body["data"]) >= count else None
-
-    return await eventually(listed, within=15)
-
-
-async def grant_when_known(ws: Workspace, model_id: str, rule: dict[str, Any]) -> dict[str, Any]:
-    """Access learns of models from catalog's events; a grant succeeds once it has."""
-
-    async def granted() -> dict[str, Any] | None:
-        response = await ws.call("POST", f"/access/v1/models/{model_id}/rules", json=rule)
-        if response.status_code == 404:
-            return None
-        assert response.status_code == 201, response.text
-        return dict(response.json())
-
-    return await eventually(granted, within=10)
-
-
-async def visible_models(stack: Stack, token: str) -> list[str]:
-    async with httpx.AsyncClient(base_url=stack.openai_base_url) as client:
-        response = await client.get("/models", headers={"Authorization": f"Bearer {token}"})
-    if response.status_code != 200:
-        return []
-    return [m["id"] for m in response.json()["data"]]
 
 
 async def test_connect_sync_grant_call_revoke(
@@ -109,7 +60,7 @@ async def test_connect_sync_grant_call_revoke(
 
     alice_token = await ws.token_for(alice["id"])
     bob_token = await ws.token_for(bob["id"])
-    await eventually(lambda: _listed(stack, alice_token, chosen["name"]), within=10)
+    await eventually(lambda: listed(stack, alice_token, chosen["name"]), within=10)
 
     # Plain call: the provider's answer and usage come back; the right key reached the provider.
     state.requests.clear()
@@ -213,10 +164,6 @@ async def test_wrong_provider_key_is_refused_and_nothing_is_stored(
     assert bad_key[8:20] not in response.text
     listed = await workspace.ok("GET", "/keyvault/v1/connections")
     assert listed["data"] == [] if isinstance(listed, dict) else listed == []
-
-
-async def _listed(stack: Stack, token: str, name: str) -> bool:
-    return name in await visible_models(stack, token)
 
 
 async def _usage_events(stack: Stack, workspace_id: str, expected: int) -> list[Envelope]:

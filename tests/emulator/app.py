@@ -135,10 +135,23 @@ class _Upstream:
             model, answer, usage, pieces=self.state.stream_chunks, include_usage=include_usage
         )
         return StreamingResponse(
-            _server_sent_events(chunks),
+            self._server_sent_events(chunks),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
+
+    async def _server_sent_events(self, chunks: Iterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+        try:
+            for chunk in chunks:
+                yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+                if self.state.chunk_delay > 0:
+                    await asyncio.sleep(self.state.chunk_delay)
+            yield b"data: [DONE]\n\n"
+        except BaseException:
+            self.state.streams_cancelled += 1
+            raise
+        else:
+            self.state.streams_finished += 1
 
 
 class _Control:
@@ -201,12 +214,6 @@ async def _record(request: Request) -> RecordedRequest:
         body=body,
         json=_json_or_none(body),
     )
-
-
-async def _server_sent_events(chunks: Iterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-    for chunk in chunks:
-        yield b"data: " + orjson.dumps(chunk) + b"\n\n"
-    yield b"data: [DONE]\n\n"
 
 
 def _fault_response(fault: Fault) -> Response:

@@ -64,11 +64,16 @@ class EmulatorState:
     page_size: int = 2
     delay: float = 0.0
     stream_chunks: int = 4
+    # Pause between stream chunks, so a test can leave in the middle of a stream.
+    chunk_delay: float = 0.0
     echo_key_in_errors: bool = True
     owned_by: str = "emulator"
     created: int = 1_700_000_000
     requests: list[RecordedRequest] = field(default_factory=list)
     faults: deque[Fault] = field(default_factory=deque)
+    streams_finished: int = 0
+    # Streams whose client (the gateway) went away before the last chunk.
+    streams_cancelled: int = 0
 
     def fail_next(
         self,

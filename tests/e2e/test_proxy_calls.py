@@ -1,0 +1,169 @@
+"""How the proxy carries calls: usage accounting, upstream failures, bad input, departures."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.flows import ReadyModel, ready_model, sdk
+from tests.emulator import EmulatorState
+from tests.stack import Stack
+from tests.support import Workspace, eventually
+
+pytestmark = pytest.mark.e2e
+
+MESSAGES = [{"role": "user", "content": "hello there"}]
+
+
+@pytest.fixture
+async def ready(
+    stack: Stack, workspace: Workspace, emulator: tuple[EmulatorState, str]
+) -> ReadyModel:
+    return await ready_model(stack, workspace, emulator)
+
+
+def raw_client(stack: Stack) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=stack.openai_base_url, timeout=30)
+
+
+async def test_stream_without_usage_request_hides_the_usage_chunk(
+    stack: Stack, ready: ReadyModel
+) -> None:
+    """A client that did not ask for usage sees no usage chunk, while the gateway still counts the tokens."""
+    stream = await sdk(stack, ready.token).chat.completions.create(
+        model=ready.model["name"], messages=MESSAGES, stream=True
+    )
+    chunks = [chunk async for chunk in stream]
+
+    assert chunks and all(chunk.usage is None for chunk in chunks)
+    assert all(chunk.choices for chunk in chunks)
+
+
+async def test_x_api_key_header_is_accepted_like_bearer(stack: Stack, ready: ReadyModel) -> None:
+    """The token works in x-api-key exactly as in Authorization: Bearer."""
+    body = {"model": ready.model["name"], "messages": MESSAGES}
+    async with raw_client(stack) as client:
+        by_header = await client.post(
+            "/chat/completions", json=body, headers={"x-api-key": ready.token}
+        )
+        by_bearer = await client.post(
+            "/chat/completions", json=body, headers={"Authorization": f"Bearer {ready.token}"}
+        )
+        wrong = await client.post(
+            "/chat/completions", json=body, headers={"x-api-key": "byom_nope"}
+        )
+
+    assert by_header.status_code == by_bearer.status_code == 200
+    assert wrong.status_code == 401
+    assert wrong.json()["error"]["code"] == "invalid_api_key"
+
+
+async def test_upstream_rate_limit_keeps_retry_after(
+    stack: Stack, ready: ReadyModel, emulator: tuple[EmulatorState, str]
+) -> None:
+    """A provider's 429 reaches the client as 429 with its Retry-After, in OpenAI's shape."""
+    emulator[0].fail_next(429, retry_after=7)
+
+    with pytest.raises(openai.RateLimitError) as limited:
+        await sdk(stack, ready.token).chat.completions.create(
+            model=ready.model["name"], messages=MESSAGES
+        )
+
+    assert limited.value.response.headers["retry-after"] == "7"
+    assert "rate limiting" in limited.value.message
+
+
+async def test_upstream_server_error_becomes_bad_gateway(
+    stack: Stack, ready: ReadyModel, emulator: tuple[EmulatorState, str]
+) -> None:
+    """A provider's 500 comes back as a 502 naming the provider."""
+    emulator[0].fail_next(500)
+
+    with pytest.raises(openai.InternalServerError) as failed:
+        await sdk(stack, ready.token).chat.completions.create(
+            model=ready.model["name"], messages=MESSAGES
+        )
+
+    assert failed.value.status_code == 502
+    assert ready.connection["name"] in failed.value.message
+
+
+async def test_provider_refusing_the_key_is_not_blamed_on_the_member_and_leaks_nothing(
+    stack: Stack, ready: ReadyModel, emulator: tuple[EmulatorState, str]
+) -> None:
+    """When the provider revokes the key (and echoes it), the member gets a 502 that contains no part of it."""
+    state = emulator[0]
+    state.keys.discard(ready.key)
+    try:
+        async with raw_client(stack) as client:
+            response = await client.post(
+                "/chat/completions",
+                json={"model": ready.model["name"], "messages": MESSAGES},
+                headers={"Authorization": f"Bearer {ready.token}"},
+            )
+    finally:
+        state.keys.add(ready.key)
+
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_auth_failed"
+    for start in range(0, len(ready.key) - 8):
+        assert ready.key[start : start + 8] not in response.text
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (b"{not json", None),
+        (b"[1, 2]", None),
+        (b'{"messages": [{"role": "user", "content": "x"}]}', "model"),
+        (b'{"model": "x/y"}', "messages"),
+    ],
+)
+async def test_malformed_requests_get_openai_style_400(
+    stack: Stack, ready: ReadyModel, body: bytes, param: str | None
+) -> None:
+    """A body that is not a chat request is refused with 400 naming the field, before any upstream call."""
+    async with raw_client(stack) as client:
+        response = await client.post(
+            "/chat/completions",
+            content=body,
+            headers={"Authorization": f"Bearer {ready.token}", "Content-Type": "application/json"},
+        )
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+
+
+async def test_client_leaving_mid_stream_cancels_the_upstream_stream(
+    stack: Stack, ready: ReadyModel, emulator: tuple[EmulatorState, str]
+) -> None:
+    """A client that disconnects in the middle of a stream makes the proxy drop the provider's stream too."""
+    state = emulator[0]
+    state.stream_chunks, state.chunk_delay = 200, 0.05
+    cancelled_before = state.streams_cancelled
+    try:
+        async with (
+            raw_client(stack) as client,
+            client.stream(
+                "POST",
+                "/chat/completions",
+                json={"model": ready.model["name"], "messages": MESSAGES, "stream": True},
+                headers={"Authorization": f"Bearer {ready.token}"},
+            ) as response,
+        ):
+            assert response.status_code == 200
+            async for _ in response.aiter_raw():
+                break
+
+        async def upstream_cancelled() -> bool:
+            return state.streams_cancelled > cancelled_before
+
+        await eventually(upstream_cancelled, within=5)
+    finally:
+        state.stream_chunks, state.chunk_delay = 4, 0.0
+        await asyncio.sleep(0)
