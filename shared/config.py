@@ -8,12 +8,17 @@ frozen: state that changes at run time lives in objects built at start, not here
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
+
+# A mounted Kubernetes Secret: one file per field. Absent on a laptop, and then unused.
+_SECRETS_DIR = Path(os.environ.get("BYOM_SECRETS_DIR", "/var/run/secrets/byom"))
 
 _PLACEHOLDERS = frozenset({"", "changeme", "change-me", "secret", "placeholder", "dev-secret"})
 _MIN_SERVICE_SECRET_LENGTH = 32
@@ -35,7 +40,9 @@ class ServiceSettings(BaseSettings):
         env_prefix="BYOM_",
         frozen=True,
         extra="ignore",
-        secrets_dir="/var/run/secrets/byom",
+        secrets_dir=_SECRETS_DIR if _SECRETS_DIR.is_dir() else None,
+        # A validation error would otherwise print the raw input: secrets and keyrings.
+        hide_input_in_errors=True,
     )
 
     environment: Environment = "production"

@@ -127,6 +127,9 @@ def configure_logging(service: str, level: str = "INFO", json: bool | None = Non
     root.setLevel(level.upper())
     # Access logs are replaced by our own one line per request, which carries context.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request's full URL at INFO; adapters log each call by host instead.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def _bind_service(service: str) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import nats
@@ -40,7 +41,10 @@ class Runtime:
         self.store = EventStore(
             self.tables, service=service, subject_prefix=settings.subject_prefix
         )
-        self.broker = NatsBroker(settings.nats_url, graceful_timeout=10.0)
+        # FastStream logs through our root handler (JSON, redacted) instead of its own.
+        self.broker = NatsBroker(
+            settings.nats_url, graceful_timeout=10.0, logger=logging.getLogger("faststream.byom")
+        )
         self.relay: Relay | None = None
         self._nats: NatsClient | None = None
         self._relay_task: asyncio.Task[None] | None = None

@@ -81,14 +81,15 @@ class Stack:
     def start(self, name: str) -> None:
         service = self.services[name]
         env = {**os.environ, **self.env, **self.extra_env.get(name, {})}
-        log_file = service.log_path.open("ab")
-        service.process = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}", "--port", str(service.port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+        # The child keeps its own copy of the descriptor; ours is closed right away.
+        with service.log_path.open("ab") as log_file:
+            service.process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}", "--port", str(service.port)],
+                cwd=ROOT,
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
         self._wait_healthy(service)
 
     def stop(self, name: str, *, kill: bool = False) -> None:

@@ -14,7 +14,14 @@ from typing import Any
 
 import structlog
 from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, DeliverPolicy, NatsBroker, NatsMessage, PullSub
+from faststream.nats import (
+    ConsumerConfig,
+    DeliverPolicy,
+    JStream,
+    NatsBroker,
+    NatsMessage,
+    PullSub,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -91,7 +98,8 @@ def subscribe_projection(
 
     broker.subscriber(
         subject,
-        stream=stream,
+        # The stream is the runtime's to create; FastStream only binds to it.
+        stream=JStream(stream, declare=False),
         durable=projection.name,
         pull_sub=PullSub(batch_size=1, timeout=1.0),
         config=ConsumerConfig(

@@ -1,0 +1,262 @@
+"""keyvault's HTTP routes: the admin API, the internal key route, and health.
+
+Admin routes (``/keyvault/v1``) take a workspace admin's gateway token and only ever show
+a masked key. The internal route (``/keyvault/internal/v1``) hands out a plain key, and
+takes nothing but a service credential from a service allowed to read keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated, Final
+
+import structlog
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, SecretStr
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from services.keyvault.domain import (
+    Connect,
+    Connection,
+    Disconnect,
+    RotateKey,
+    VerificationFailed,
+    provider_key,
+)
+from services.keyvault.errors import (
+    ConnectionDisconnected,
+    ConnectionNameTaken,
+    ConnectionNotFound,
+    InvalidConnection,
+    KeyvaultError,
+    SecretUnreadable,
+)
+from services.keyvault.handlers import Handlers
+from shared.events.store import Actor
+from shared.http import ApiError, error_body
+from shared.principal import TOKEN_PREFIX, AdminPrincipal, Principal
+from shared.service_auth import InvalidServiceCredential, ServiceSigner
+
+log = structlog.get_logger(__name__)
+
+_READY_TIMEOUT_SECONDS: Final = 2.0
+_ERRORS: Final[dict[type[KeyvaultError], tuple[int, str]]] = {
+    InvalidConnection: (422, "invalid_request"),
+    ConnectionNotFound: (404, "connection_not_found"),
+    ConnectionNameTaken: (409, "connection_name_taken"),
+    ConnectionDisconnected: (409, "connection_disconnected"),
+    SecretUnreadable: (500, "secret_unreadable"),
+}
+_VERIFICATION_ERRORS: Final = {
+    "rejected": (400, "key_rejected"),
+    "unavailable": (502, "provider_unavailable"),
+    "unexpected": (502, "provider_bad_response"),
+}
+
+
+class ConnectRequest(BaseModel):
+    provider: str = Field(description="openai-compatible or openai")
+    name: str = Field(description="unique among the workspace's active connections")
+    base_url: str | None = Field(default=None, description="required for openai-compatible")
+    api_key: SecretStr
+
+
+class RotateKeyRequest(BaseModel):
+    api_key: SecretStr
+
+
+class ConnectionOut(BaseModel):
+    id: str
+    provider: str
+    name: str
+    base_url: str
+    masked_key: str
+    fingerprint: str
+    status: str
+    connected_at: datetime
+    connected_by: str
+    key_rotated_at: datetime | None
+    disconnected_at: datetime | None
+    read_count: int
+    last_read_at: datetime | None
+
+    @classmethod
+    def of(cls, connection: Connection) -> ConnectionOut:
+        return cls(
+            id=connection.id,
+            provider=connection.provider,
+            name=connection.name,
+            base_url=connection.base_url,
+            masked_key=connection.masked_key,
+            fingerprint=connection.fingerprint,
+            status=connection.status,
+            connected_at=connection.connected_at,
+            connected_by=connection.connected_by,
+            key_rotated_at=connection.key_rotated_at,
+            disconnected_at=connection.disconnected_at,
+            read_count=connection.read_count,
+            last_read_at=connection.last_read_at,
+        )
+
+
+class ConnectionList(BaseModel):
+    data: list[ConnectionOut]
+
+
+class KeyOut(BaseModel):
+    connection_id: str
+    workspace_id: str
+    provider: str
+    base_url: str
+    api_key: str
+
+
+def _handlers(request: Request) -> Handlers:
+    handlers: Handlers = request.app.state.handlers
+    return handlers
+
+
+async def _key_reader(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> str:
+    """The calling service's name, if its credential is good and it may read keys."""
+    scheme, _, credential = (authorization or "").partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        raise ApiError(401, "unauthenticated", "a service credential is required")
+
+    if credential.startswith(TOKEN_PREFIX):
+        raise ApiError(403, "forbidden", "this route is for gateway services, not gateway tokens")
+
+    signer: ServiceSigner = request.app.state.service_signer
+    try:
+        service = signer.verify(credential, "keyvault")
+    except InvalidServiceCredential:
+        raise ApiError(401, "unauthenticated", "the service credential is not valid") from None
+
+    if service not in request.app.state.key_readers:
+        raise ApiError(403, "forbidden", f"service {service!r} may not read provider keys")
+
+    return service
+
+
+HandlersDep = Annotated[Handlers, Depends(_handlers)]
+KeyReader = Annotated[str, Depends(_key_reader)]
+
+health = APIRouter(prefix="/keyvault", tags=["health"])
+admin = APIRouter(prefix="/keyvault/v1", tags=["connections"])
+internal = APIRouter(prefix="/keyvault/internal/v1", tags=["internal"])
+
+
+@health.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@health.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    try:
+        async with asyncio.timeout(_READY_TIMEOUT_SECONDS):
+            async with request.app.state.runtime.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+    except (SQLAlchemyError, OSError, TimeoutError):
+        return JSONResponse({"status": "database_unavailable"}, 503)
+
+    return JSONResponse({"status": "ok"})
+
+
+@admin.post("/connections", status_code=201, response_model=ConnectionOut)
+async def connect(
+    body: ConnectRequest, principal: AdminPrincipal, handlers: HandlersDep
+) -> ConnectionOut:
+    command = Connect(
+        workspace_id=principal.workspace_id,
+        provider=body.provider,
+        name=body.name,
+        base_url=body.base_url,
+        api_key=provider_key(body.api_key.get_secret_value()),
+    )
+    result = await handlers.connect(command, _actor(principal))
+    return ConnectionOut.of(_succeeded(result))
+
+
+@admin.get("/connections", response_model=ConnectionList)
+async def list_connections(principal: AdminPrincipal, handlers: HandlersDep) -> ConnectionList:
+    connections = await handlers.connections(principal.workspace_id)
+    return ConnectionList(data=[ConnectionOut.of(c) for c in connections])
+
+
+@admin.get("/connections/{connection_id}", response_model=ConnectionOut)
+async def get_connection(
+    connection_id: str, principal: AdminPrincipal, handlers: HandlersDep
+) -> ConnectionOut:
+    return ConnectionOut.of(await handlers.connection(principal.workspace_id, connection_id))
+
+
+@admin.put("/connections/{connection_id}/key", response_model=ConnectionOut)
+async def rotate_key(
+    connection_id: str, body: RotateKeyRequest, principal: AdminPrincipal, handlers: HandlersDep
+) -> ConnectionOut:
+    command = RotateKey(
+        workspace_id=principal.workspace_id,
+        connection_id=connection_id,
+        api_key=provider_key(body.api_key.get_secret_value()),
+    )
+    result = await handlers.rotate_key(command, _actor(principal))
+    return ConnectionOut.of(_succeeded(result))
+
+
+@admin.delete("/connections/{connection_id}", status_code=204)
+async def disconnect(
+    connection_id: str, principal: AdminPrincipal, handlers: HandlersDep
+) -> Response:
+    command = Disconnect(workspace_id=principal.workspace_id, connection_id=connection_id)
+    await handlers.disconnect(command, _actor(principal))
+    return Response(status_code=204)
+
+
+@internal.get("/connections/{connection_id}/key", response_model=KeyOut)
+async def release_key(
+    connection_id: str, _service: KeyReader, handlers: HandlersDep, response: Response
+) -> KeyOut:
+    release = await handlers.release_key(connection_id)
+    response.headers["Cache-Control"] = "no-store"
+    # The one place a plain key leaves keyvault.
+    return KeyOut(
+        connection_id=release.connection_id,
+        workspace_id=release.workspace_id,
+        provider=release.provider,
+        base_url=release.base_url,
+        api_key=release.api_key.reveal(),
+    )
+
+
+def install_keyvault_errors(app: FastAPI) -> None:
+    """Turn keyvault's own errors into answers, in this one place."""
+
+    @app.exception_handler(KeyvaultError)
+    async def _keyvault_error(request: Request, error: KeyvaultError) -> JSONResponse:
+        status, code = _ERRORS.get(type(error), (500, "keyvault_error"))
+        if status >= 500:
+            log.error("keyvault_error", code=code, reason=str(error), path=request.url.path)
+        return JSONResponse(error_body(code, str(error)), status)
+
+
+def _succeeded(result: Connection | VerificationFailed) -> Connection:
+    if isinstance(result, VerificationFailed):
+        status, code = _VERIFICATION_ERRORS[result.outcome]
+        raise ApiError(status, code, result.message)
+
+    return result
+
+
+def _actor(principal: Principal) -> Actor:
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    return Actor(
+        workspace_id=principal.workspace_id,
+        actor_id=principal.user_id,
+        correlation_id=request_id if isinstance(request_id, str) else None,
+    )

@@ -1,0 +1,86 @@
+"""keyvault's tables, in its own ``keyvault`` schema.
+
+``connections`` is what admins see; ``connection_secrets`` holds the sealed key of each
+connection, one row per connection, replaced on rotation. The two are apart so that the
+key material sits in one place that is easy to audit and to scan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    text,
+)
+
+SCHEMA = "keyvault"
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    metadata: MetaData
+    connections: Table
+    secrets: Table
+
+
+def define_tables() -> Tables:
+    """Fresh metadata for one app: the runtime adds the event tables to it."""
+    metadata = MetaData(schema=SCHEMA)
+    connections = Table(
+        "connections",
+        metadata,
+        Column("id", String(36), primary_key=True),
+        Column("workspace_id", String(36), nullable=False),
+        Column("provider", String(40), nullable=False),
+        Column("name", String(40), nullable=False),
+        Column("base_url", String(2000), nullable=False),
+        Column("status", String(20), nullable=False),
+        Column("masked_key", String(40), nullable=False),
+        Column("fingerprint", String(80), nullable=False),
+        Column("connected_at", DateTime(timezone=True), nullable=False),
+        Column("connected_by", String(36), nullable=False),
+        Column("key_rotated_at", DateTime(timezone=True)),
+        Column("disconnected_at", DateTime(timezone=True)),
+        Column("disconnected_by", String(36)),
+        Column("read_count", BigInteger, nullable=False, server_default=text("0")),
+        Column("last_read_at", DateTime(timezone=True)),
+    )
+    Index("connections_workspace_idx", connections.c.workspace_id, connections.c.connected_at)
+    # Names are unique among a workspace's active connections; a disconnected one frees its name.
+    Index(
+        "connections_active_name_key",
+        connections.c.workspace_id,
+        connections.c.name,
+        unique=True,
+        postgresql_where=text("status = 'active'"),
+        sqlite_where=text("status = 'active'"),
+    )
+    secrets = Table(
+        "connection_secrets",
+        metadata,
+        Column(
+            "connection_id",
+            String(36),
+            ForeignKey(connections.c.id, ondelete="RESTRICT"),
+            primary_key=True,
+        ),
+        Column("secret_version", Integer, nullable=False),
+        Column("keyring_version", String(20), nullable=False),
+        Column("ciphertext", LargeBinary, nullable=False),
+        Column("nonce", LargeBinary, nullable=False),
+        # NULL once shredded: without the data key the ciphertext is noise.
+        Column("wrapped_data_key", LargeBinary),
+        Column("wrap_nonce", LargeBinary),
+        Column("sealed_at", DateTime(timezone=True), nullable=False),
+    )
+    return Tables(metadata=metadata, connections=connections, secrets=secrets)
