@@ -32,14 +32,7 @@ from shared.service_auth import ServiceSigner
 from tests.emulator import EmulatorState, running_emulator
 from tests.stack import ROOT, Stack, free_port, running_stack
 
-pytestmark = [
-    pytest.mark.integration,
-    # tests/stack.py keeps the parent's handle on each service's log file open after Popen
-    # (the child has its own); drop this filter once Stack.start closes it.
-    pytest.mark.filterwarnings(
-        r"ignore:Exception ignored in.*\.log':pytest.PytestUnraisableExceptionWarning"
-    ),
-]
+pytestmark = pytest.mark.integration
 
 CONNECTIONS = "/keyvault/v1/connections"
 

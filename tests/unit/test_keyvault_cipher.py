@@ -22,7 +22,6 @@ from services.keyvault.settings import Settings
 from shared.secrets import ProviderKey
 
 # Settings look for mounted secrets in a directory this machine does not have.
-no_secrets_dir_warning = pytest.mark.filterwarnings("ignore:directory .* does not exist")
 
 
 def b64(raw: bytes) -> str:
@@ -273,7 +272,6 @@ def test_a_malformed_keyring_is_refused_with_what_is_wrong(make: object, problem
         assert str(secret) not in str(raised.value)
 
 
-@no_secrets_dir_warning
 def test_settings_without_a_keyring_refuse_with_a_clear_message() -> None:
     """With neither BYOM_KEYRING nor BYOM_KEYRING_FILE, loading the keyring says to set one."""
     settings = Settings(
@@ -284,7 +282,6 @@ def test_settings_without_a_keyring_refuse_with_a_clear_message() -> None:
         settings.load_keyring()
 
 
-@no_secrets_dir_warning
 def test_settings_read_the_keyring_from_a_mounted_file(tmp_path: Path) -> None:
     """BYOM_KEYRING_FILE names a file with the keyring JSON, as a mounted Kubernetes Secret."""
     path = tmp_path / "keyring.json"
@@ -296,7 +293,6 @@ def test_settings_read_the_keyring_from_a_mounted_file(tmp_path: Path) -> None:
     assert settings.load_keyring().active_version == "1"
 
 
-@no_secrets_dir_warning
 def test_settings_refuse_an_unreadable_file_and_two_sources(tmp_path: Path) -> None:
     """A keyring file that cannot be read, or both sources at once, are refused by name."""
     missing = tmp_path / "nothing-here.json"
@@ -312,7 +308,6 @@ def test_settings_refuse_an_unreadable_file_and_two_sources(tmp_path: Path) -> N
         both.load_keyring()
 
 
-@no_secrets_dir_warning
 def test_a_bad_keyring_is_reported_with_its_source() -> None:
     """The message names the variable the bad keyring came from."""
     settings = Settings(environment="test", service_secret="s" * 40, keyring="{}")
@@ -321,7 +316,6 @@ def test_a_bad_keyring_is_reported_with_its_source() -> None:
         settings.load_keyring()
 
 
-@no_secrets_dir_warning
 def test_the_app_is_not_built_without_a_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
     """create_app raises KeyringInvalid before building anything when no keyring is configured."""
     monkeypatch.setenv("BYOM_ENVIRONMENT", "test")

@@ -1,0 +1,205 @@
+"""The shapes of access's HTTP requests and answers (its OpenAPI document)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from services.access.domain import Group, Member, Permission, Rule, Token
+from services.access.handlers.members import NewWorkspace
+from services.access.handlers.tokens import IssuedToken
+from shared.events.schemas import PrincipalKind, Role
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254)]
+
+T = TypeVar("T")
+
+
+class _Body(BaseModel):
+    # A misspelt field is refused rather than silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+# requests
+
+
+class CreateWorkspace(_Body):
+    name: Name
+    owner_email: Email
+    owner_name: Name
+
+
+class AddMember(_Body):
+    email: Email
+    display_name: Name
+    role: Role = "member"
+
+
+class IssueToken(_Body):
+    name: Name
+    expires_at: AwareDatetime | None = None
+
+
+class CreateGroup(_Body):
+    name: Name
+
+
+class GrantAccess(_Body):
+    principal_kind: PrincipalKind
+    principal_id: str | None = Field(default=None, max_length=36)
+
+
+class Introspect(_Body):
+    token_hash: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 hex of the token")
+
+
+# answers
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+
+
+class WorkspaceOut(BaseModel):
+    id: str
+    name: str
+
+
+class OwnerOut(BaseModel):
+    id: str
+    email: str
+    display_name: str
+    role: Role
+
+
+class InitialTokenOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    token: str = Field(description="the token itself, shown this once")
+
+
+class WorkspaceCreatedOut(BaseModel):
+    workspace: WorkspaceOut
+    owner: OwnerOut
+    token: InitialTokenOut
+
+    @classmethod
+    def of(cls, created: NewWorkspace) -> WorkspaceCreatedOut:
+        owner, token = created.owner, created.token.token
+        return cls(
+            workspace=WorkspaceOut(id=created.id, name=created.name),
+            owner=OwnerOut(
+                id=owner.id, email=owner.email, display_name=owner.display_name, role=owner.role
+            ),
+            token=InitialTokenOut(
+                id=token.id,
+                name=token.name,
+                prefix=token.prefix,
+                token=created.token.secret.reveal(),
+            ),
+        )
+
+
+class MeOut(BaseModel):
+    workspace_id: str
+    user_id: str
+    role: Role
+    token_id: str
+    email: str
+    display_name: str
+
+
+class MemberOut(BaseModel):
+    id: str
+    email: str
+    display_name: str
+    role: Role
+    active: bool
+
+    @classmethod
+    def of(cls, member: Member) -> MemberOut:
+        return cls(
+            id=member.id,
+            email=member.email,
+            display_name=member.display_name,
+            role=member.role,
+            active=member.active,
+        )
+
+
+class TokenCreatedOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    token: str = Field(description="the token itself, shown this once")
+    expires_at: datetime | None
+
+    @classmethod
+    def of(cls, issued: IssuedToken) -> TokenCreatedOut:
+        return cls(
+            id=issued.token.id,
+            name=issued.token.name,
+            prefix=issued.token.prefix,
+            token=issued.secret.reveal(),
+            expires_at=issued.token.expires_at,
+        )
+
+
+class TokenOut(BaseModel):
+    id: str
+    user_id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, token: Token) -> TokenOut:
+        return cls(
+            id=token.id,
+            user_id=token.user_id,
+            name=token.name,
+            prefix=token.prefix,
+            created_at=token.created_at,
+            expires_at=token.expires_at,
+            revoked_at=token.revoked_at,
+        )
+
+
+class GroupOut(BaseModel):
+    id: str
+    name: str
+
+    @classmethod
+    def of(cls, group: Group) -> GroupOut:
+        return cls(id=group.id, name=group.name)
+
+
+class RuleOut(BaseModel):
+    id: str
+    model_id: str
+    principal_kind: PrincipalKind
+    principal_id: str
+    permission: Permission
+
+    @classmethod
+    def of(cls, rule: Rule) -> RuleOut:
+        return cls(
+            id=rule.id,
+            model_id=rule.model_id,
+            principal_kind=rule.principal_kind,
+            principal_id=rule.principal_id,
+            permission=rule.permission,
+        )
+
+
+class IntrospectionOut(BaseModel):
+    workspace_id: str
+    user_id: str
+    role: str
+    token_id: str
