@@ -49,6 +49,8 @@ class ServiceSettings(BaseSettings):
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/byom"
     nats_url: str = "nats://127.0.0.1:4222"
     nats_stream: str = "BYOM"
+    # Production runs three; the stream is only created with this when it is missing.
+    nats_stream_replicas: int = Field(default=1, ge=1, le=5)
     subject_prefix: str = "byom"
     # Signs the short-lived credentials services present to each other's internal routes.
     service_secret: SecretStr = SecretStr("")

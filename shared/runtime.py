@@ -62,7 +62,12 @@ class Runtime:
         await create_schema(self.engine, self.metadata)
         self._nats = await nats.connect(self.settings.nats_url, name=f"byom-{self.service}-relay")
         js = self._nats.jetstream()
-        await ensure_stream(js, self.settings.nats_stream, self.settings.subject_prefix)
+        await ensure_stream(
+            js,
+            self.settings.nats_stream,
+            self.settings.subject_prefix,
+            replicas=self.settings.nats_stream_replicas,
+        )
         self.relay = Relay(
             self.engine,
             self.tables,

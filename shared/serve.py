@@ -16,13 +16,16 @@ def serve(service: str, create_app: Callable[[], FastAPI], default_port: int) ->
     parser.add_argument("--port", type=int, default=int(os.environ.get("BYOM_PORT", default_port)))
     args = parser.parse_args()
 
+    app = create_app()
+    # How long a stopping process lets requests in flight, streams included, finish.
+    grace = int(os.environ.get("BYOM_SHUTDOWN_GRACE_SECONDS", "20"))
     uvicorn.run(
-        create_app(),
+        app,
         host=args.host,
         port=args.port,
         # Logging is configured by the app itself, JSON and redacted; uvicorn must not override it.
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=20,
+        timeout_graceful_shutdown=grace,
         lifespan="on",
     )

@@ -60,7 +60,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         nc = await nats.connect(settings.nats_url, name="byom-proxy")
         js = nc.jetstream()
-        await ensure_stream(js, settings.nats_stream, settings.subject_prefix)
+        await ensure_stream(
+            js,
+            settings.nats_stream,
+            settings.subject_prefix,
+            replicas=settings.nats_stream_replicas,
+        )
         usage = UsageRecorder(
             js,
             stream=settings.nats_stream,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
 from tests.emulator import EmulatorState, running_emulator
 from tests.stack import Stack, running_stack
 from tests.support import Workspace, gateway_client, unique
+
+OpenAIFor = Callable[[str], openai.AsyncOpenAI]
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +68,18 @@ async def workspace(stack: Stack, gateway: httpx.AsyncClient) -> Workspace:
         owner_id=created["owner"]["id"],
         client=gateway,
     )
+
+
+@pytest.fixture
+async def openai_for(stack: Stack) -> AsyncIterator[OpenAIFor]:
+    """The official OpenAI SDK pointed at the gateway, one client per token, closed after the test."""
+    clients: list[openai.AsyncOpenAI] = []
+
+    def client(token: str) -> openai.AsyncOpenAI:
+        made = openai.AsyncOpenAI(base_url=stack.openai_base_url, api_key=token, max_retries=0)
+        clients.append(made)
+        return made
+
+    yield client
+    for made in clients:
+        await made.close()

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import openai
 
 from tests.emulator import EmulatorState
 from tests.stack import Stack
@@ -16,10 +15,6 @@ from tests.support import Workspace, eventually, unique
 
 def provider_key() -> str:
     return "sk-emu-" + secrets.token_urlsafe(24)
-
-
-def sdk(stack: Stack, token: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=stack.openai_base_url, api_key=token, max_retries=0)
 
 
 async def connect_provider(

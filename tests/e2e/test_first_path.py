@@ -16,13 +16,13 @@ import pytest
 from nats.js.api import DeliverPolicy
 
 from shared.events.envelope import Envelope
+from tests.e2e.conftest import OpenAIFor
 from tests.e2e.flows import (
     connect_provider,
     discovered_models,
     grant_when_known,
     listed,
     provider_key,
-    sdk,
     visible_models,
 )
 from tests.emulator import EmulatorState
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.e2e
 
 
 async def test_connect_sync_grant_call_revoke(
-    stack: Stack, workspace: Workspace, emulator: tuple[EmulatorState, str]
+    openai_for: OpenAIFor, stack: Stack, workspace: Workspace, emulator: tuple[EmulatorState, str]
 ) -> None:
     """A group member calls a granted model plain and streamed; outsiders are refused; revoking stops the next call."""
     state, _ = emulator
@@ -64,7 +64,7 @@ async def test_connect_sync_grant_call_revoke(
 
     # Plain call: the provider's answer and usage come back; the right key reached the provider.
     state.requests.clear()
-    alice_sdk = sdk(stack, alice_token)
+    alice_sdk = openai_for(alice_token)
     answer = await alice_sdk.chat.completions.create(
         model=chosen["name"], messages=[{"role": "user", "content": "Say hello"}]
     )
@@ -97,7 +97,7 @@ async def test_connect_sync_grant_call_revoke(
 
     # Outside the group: 403 in OpenAI's error shape.
     with pytest.raises(openai.PermissionDeniedError) as denied:
-        await sdk(stack, bob_token).chat.completions.create(
+        await openai_for(bob_token).chat.completions.create(
             model=chosen["name"], messages=[{"role": "user", "content": "hi"}]
         )
     assert denied.value.status_code == 403
@@ -105,7 +105,7 @@ async def test_connect_sync_grant_call_revoke(
 
     # A bad token: 401.
     with pytest.raises(openai.AuthenticationError):
-        await sdk(stack, "byom_" + secrets.token_urlsafe(32)).chat.completions.create(
+        await openai_for("byom_" + secrets.token_urlsafe(32)).chat.completions.create(
             model=chosen["name"], messages=[{"role": "user", "content": "hi"}]
         )
 

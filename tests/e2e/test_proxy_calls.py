@@ -8,7 +8,8 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.flows import ReadyModel, ready_model, sdk
+from tests.e2e.conftest import OpenAIFor
+from tests.e2e.flows import ReadyModel, ready_model
 from tests.emulator import EmulatorState
 from tests.stack import Stack
 from tests.support import Workspace, eventually
@@ -30,10 +31,10 @@ def raw_client(stack: Stack) -> httpx.AsyncClient:
 
 
 async def test_stream_without_usage_request_hides_the_usage_chunk(
-    stack: Stack, ready: ReadyModel
+    openai_for: OpenAIFor, stack: Stack, ready: ReadyModel
 ) -> None:
     """A client that did not ask for usage sees no usage chunk, while the gateway still counts the tokens."""
-    stream = await sdk(stack, ready.token).chat.completions.create(
+    stream = await openai_for(ready.token).chat.completions.create(
         model=ready.model["name"], messages=MESSAGES, stream=True
     )
     chunks = [chunk async for chunk in stream]
@@ -62,13 +63,13 @@ async def test_x_api_key_header_is_accepted_like_bearer(stack: Stack, ready: Rea
 
 
 async def test_upstream_rate_limit_keeps_retry_after(
-    stack: Stack, ready: ReadyModel, emulator: tuple[EmulatorState, str]
+    openai_for: OpenAIFor, stack: Stack, ready: ReadyModel, emulator: tuple[EmulatorState, str]
 ) -> None:
     """A provider's 429 reaches the client as 429 with its Retry-After, in OpenAI's shape."""
     emulator[0].fail_next(429, retry_after=7)
 
     with pytest.raises(openai.RateLimitError) as limited:
-        await sdk(stack, ready.token).chat.completions.create(
+        await openai_for(ready.token).chat.completions.create(
             model=ready.model["name"], messages=MESSAGES
         )
 
@@ -77,13 +78,13 @@ async def test_upstream_rate_limit_keeps_retry_after(
 
 
 async def test_upstream_server_error_becomes_bad_gateway(
-    stack: Stack, ready: ReadyModel, emulator: tuple[EmulatorState, str]
+    openai_for: OpenAIFor, stack: Stack, ready: ReadyModel, emulator: tuple[EmulatorState, str]
 ) -> None:
     """A provider's 500 comes back as a 502 naming the provider."""
     emulator[0].fail_next(500)
 
     with pytest.raises(openai.InternalServerError) as failed:
-        await sdk(stack, ready.token).chat.completions.create(
+        await openai_for(ready.token).chat.completions.create(
             model=ready.model["name"], messages=MESSAGES
         )
 
