@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import nats
 import pytest
@@ -37,4 +38,34 @@ async def jetstream_cleanup(nats_url: str, stream_names: tuple[str, str]) -> Asy
     nc = await nats.connect(nats_url)
     with contextlib.suppress(nats.js.errors.NotFoundError):
         await nc.jetstream().delete_stream(stream_names[0])
+    await nc.close()
+
+
+@dataclass(frozen=True)
+class Infra:
+    """A database and a stream of one test module's own."""
+
+    database_url: str
+    nats_url: str
+    stream: str
+    prefix: str
+
+
+@pytest.fixture(scope="module")
+async def infra(nats_url: str) -> AsyncIterator[Infra]:
+    """Each module that starts services gets its own database and stream.
+
+    Two stacks on one database or stream would share durable consumers and tables, and
+    take each other's events.
+    """
+    suffix = random_suffix()
+    database = f"byom_test_{suffix}"
+    own = Infra(
+        create_database(database), nats_url, f"BYOMTEST_{suffix.upper()}", f"byomtest{suffix}"
+    )
+    yield own
+    drop_database(database)
+    nc = await nats.connect(nats_url)
+    with contextlib.suppress(nats.js.errors.NotFoundError):
+        await nc.jetstream().delete_stream(own.stream)
     await nc.close()

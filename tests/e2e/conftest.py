@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import Infra
 from tests.emulator import EmulatorState, running_emulator
 from tests.stack import Stack, running_stack
 from tests.support import Workspace, gateway_client, unique
@@ -23,20 +24,13 @@ async def emulator() -> AsyncIterator[tuple[EmulatorState, str]]:
         yield state, base_url
 
 
-@pytest.fixture(scope="session")
-def stack(
-    database_url: str,
-    nats_url: str,
-    stream_names: tuple[str, str],
-    jetstream_cleanup: None,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Stack]:
-    stream, prefix = stream_names
+@pytest.fixture(scope="module")
+def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_stack(
-        database_url=database_url,
-        nats_url=nats_url,
-        stream=stream,
-        subject_prefix=prefix,
+        database_url=infra.database_url,
+        nats_url=infra.nats_url,
+        stream=infra.stream,
+        subject_prefix=infra.prefix,
         log_dir=Path(tmp_path_factory.mktemp("service-logs")),
     ) as running:
         yield running

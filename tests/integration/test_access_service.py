@@ -28,6 +28,7 @@ from shared.events.envelope import Envelope
 from shared.events.schemas import ModelDiscovered, ModelRetired
 from shared.principal import token_hash
 from shared.service_auth import ServiceSigner
+from tests.conftest import Infra
 from tests.stack import Stack, running_stack
 
 pytestmark = pytest.mark.integration
@@ -35,21 +36,20 @@ pytestmark = pytest.mark.integration
 DEADLINE_SECONDS = 15.0
 
 
+@pytest.fixture
+def database_url(infra: Infra) -> str:
+    """This module's database, where the services keep their schemas and events."""
+    return infra.database_url
+
+
 @pytest.fixture(scope="module")
-def stack(
-    database_url: str,
-    nats_url: str,
-    stream_names: tuple[str, str],
-    jetstream_cleanup: None,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Stack]:
-    stream, prefix = stream_names
+def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_stack(
         services=("access",),
-        database_url=database_url,
-        nats_url=nats_url,
-        stream=stream,
-        subject_prefix=prefix,
+        database_url=infra.database_url,
+        nats_url=infra.nats_url,
+        stream=infra.stream,
+        subject_prefix=infra.prefix,
         log_dir=Path(tmp_path_factory.mktemp("access-logs")),
     ) as running:
         yield running

@@ -21,8 +21,8 @@ import orjson
 import psycopg
 import pytest
 
+from tests.conftest import Infra
 from tests.emulator import EmulatorState, running_emulator
-from tests.infra import create_database, drop_database, random_suffix
 from tests.stack import Stack, running_stack
 from tests.support import Workspace, eventually, gateway_client, unique
 
@@ -31,34 +31,6 @@ pytestmark = pytest.mark.integration
 MODELS = ["gpt-alpha", "gpt-beta", "gpt-gamma", "gpt-delta", "gpt-epsilon"]
 # Five models on pages of two: the catalog must follow three pages.
 PAGE_SIZE = 2
-
-
-@dataclass(frozen=True)
-class Infra:
-    """A database and a stream of this module's own."""
-
-    database_url: str
-    stream: str
-    prefix: str
-
-
-@pytest.fixture(scope="module")
-async def infra(nats_url: str) -> AsyncIterator[Infra]:
-    # Not the session's shared database and stream: a stack started by another module
-    # (the end-to-end suite keeps one for the whole session) would share the catalog's
-    # durable consumer and take some of these tests' events.
-    suffix = random_suffix()
-    database = f"byom_catalog_{suffix}"
-    own = Infra(create_database(database), f"BYOMCATALOG_{suffix.upper()}", f"byomcat{suffix}")
-    yield own
-    drop_database(database)
-    nc = await nats.connect(nats_url)
-    try:
-        await nc.jetstream().delete_stream(own.stream)
-    except nats.js.errors.NotFoundError:
-        pass
-    finally:
-        await nc.close()
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ from nats.js.api import DeliverPolicy
 
 from shared.secrets import ProviderKey
 from shared.service_auth import ServiceSigner
+from tests.conftest import Infra
 from tests.emulator import EmulatorState, running_emulator
 from tests.stack import ROOT, Stack, free_port, running_stack
 
@@ -57,20 +58,19 @@ class Workspace:
     member: dict[str, str] = field(default_factory=dict)
 
 
+@pytest.fixture
+def database_url(infra: Infra) -> str:
+    """This module's database, where the services keep their schemas and events."""
+    return infra.database_url
+
+
 @pytest.fixture(scope="module")
-def stack(
-    database_url: str,
-    nats_url: str,
-    stream_names: tuple[str, str],
-    jetstream_cleanup: None,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Stack]:
-    stream, prefix = stream_names
+def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_stack(
-        database_url=database_url,
-        nats_url=nats_url,
-        stream=stream,
-        subject_prefix=prefix,
+        database_url=infra.database_url,
+        nats_url=infra.nats_url,
+        stream=infra.stream,
+        subject_prefix=infra.prefix,
         log_dir=tmp_path_factory.mktemp("keyvault-logs"),
         services=("access", "keyvault"),
     ) as running:
@@ -696,14 +696,14 @@ async def test_events_in_the_log_and_on_nats_carry_no_key(
     workspace: Workspace,
     provider: Provider,
     database_url: str,
-    stream_names: tuple[str, str],
+    infra: Infra,
 ) -> None:
     """A whole lifecycle's events, in keyvault.events and as published on NATS, hold masks and fingerprints, never a key."""
     connection_id, keys = await run_whole_lifecycle(stack, client, workspace, provider)
 
     stored = await stored_events(database_url, connection_id)
     published = await published_events(
-        stack.env["BYOM_NATS_URL"], stream_names[1], connection_id, len(stored)
+        stack.env["BYOM_NATS_URL"], infra.prefix, connection_id, len(stored)
     )
 
     assert [e["type"] for e in stored] == [
