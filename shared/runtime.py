@@ -37,7 +37,7 @@ class Runtime:
         self.service = service
         self.metadata = metadata
         self.tables: EventTables = define_event_tables(metadata)
-        self.engine: AsyncEngine = create_engine(settings.database_url)
+        self.engine: AsyncEngine = create_engine(settings.database_url, schema=metadata.schema)
         self.store = EventStore(
             self.tables, service=service, subject_prefix=settings.subject_prefix
         )

@@ -11,10 +11,10 @@ from __future__ import annotations
 import structlog
 from pydantic import ValidationError
 from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.access.tables import models
+from shared.db import upsert
 from shared.events.consumer import subscribe_projection
 from shared.events.envelope import Envelope
 from shared.events.schemas import (
@@ -32,7 +32,7 @@ log = structlog.get_logger(__name__)
 
 async def _apply(conn: AsyncConnection, envelope: Envelope, event: ModelEvent) -> None:
     if isinstance(event, ModelDiscovered):
-        statement = pg_insert(models).values(
+        statement = upsert(conn, models).values(
             id=event.model_id,
             workspace_id=envelope.workspaceid,
             connection_id=event.connection_id,

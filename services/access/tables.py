@@ -9,7 +9,6 @@ from __future__ import annotations
 from sqlalchemy import (
     Boolean,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     MetaData,
@@ -17,6 +16,8 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
 )
+
+from shared.db import UTCDateTime
 
 metadata = MetaData(schema="access")
 
@@ -27,7 +28,7 @@ workspaces = Table(
     metadata,
     Column("id", String(_ID), primary_key=True),
     Column("name", String(200), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 users = Table(
@@ -41,8 +42,8 @@ users = Table(
     Column("display_name", String(200), nullable=False),
     Column("role", String(16), nullable=False),
     Column("active", Boolean, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("deactivated_at", DateTime(timezone=True)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("deactivated_at", UTCDateTime()),
     UniqueConstraint("workspace_id", "email_key", name="users_workspace_email_key"),
 )
 
@@ -53,7 +54,7 @@ groups = Table(
     Column("workspace_id", String(_ID), ForeignKey(workspaces.c.id), nullable=False),
     Column("name", String(200), nullable=False),
     Column("name_key", String(200), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("workspace_id", "name_key", name="groups_workspace_name_key"),
 )
 
@@ -62,7 +63,7 @@ group_members = Table(
     metadata,
     Column("group_id", String(_ID), ForeignKey(groups.c.id), primary_key=True),
     Column("user_id", String(_ID), ForeignKey(users.c.id), primary_key=True),
-    Column("added_at", DateTime(timezone=True), nullable=False),
+    Column("added_at", UTCDateTime(), nullable=False),
 )
 
 tokens = Table(
@@ -75,9 +76,9 @@ tokens = Table(
     # sha256 hex of the token; the token itself is never stored.
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("prefix", String(16), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True)),
-    Column("revoked_at", DateTime(timezone=True)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime()),
+    Column("revoked_at", UTCDateTime()),
 )
 Index("tokens_user_idx", tokens.c.user_id)
 
@@ -91,7 +92,7 @@ models = Table(
     Column("name", String(300), nullable=False),
     Column("enabled", Boolean, nullable=False),
     Column("retired", Boolean, nullable=False),
-    Column("discovered_at", DateTime(timezone=True), nullable=False),
+    Column("discovered_at", UTCDateTime(), nullable=False),
 )
 
 rules = Table(
@@ -103,7 +104,7 @@ rules = Table(
     Column("principal_kind", String(16), nullable=False),
     Column("principal_id", String(_ID), nullable=False),
     Column("permission", String(32), nullable=False),
-    Column("granted_at", DateTime(timezone=True), nullable=False),
+    Column("granted_at", UTCDateTime(), nullable=False),
     UniqueConstraint(
         "workspace_id", "model_id", "principal_kind", "principal_id", name="rules_grant_key"
     ),

@@ -16,7 +16,6 @@ from typing import Any
 
 import structlog
 from sqlalchemy import insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.catalog import views
@@ -38,6 +37,7 @@ from services.catalog.domain import (
 from services.catalog.errors import ConnectionDisconnected, ConnectionNotFound, ModelNotFound
 from services.catalog.tables import CONNECTION_ACTIVE, CONNECTION_DISCONNECTED, connections, models
 from services.catalog.upstream import ModelSource
+from shared.db import upsert
 from shared.events.envelope import utcnow
 from shared.events.schemas import (
     ModelDisabled,
@@ -141,7 +141,7 @@ class Catalog:
             "base_url": connection.base_url,
             "status": CONNECTION_ACTIVE,
         }
-        statement = pg_insert(connections).values(id=connection.id, **values)
+        statement = upsert(conn, connections).values(id=connection.id, **values)
         statement = statement.on_conflict_do_update(index_elements=[connections.c.id], set_=values)
         await conn.execute(statement)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from sqlalchemy import (
     Boolean,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     MetaData,
@@ -23,6 +22,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+
+from shared.db import UTCDateTime
 
 metadata = MetaData(schema="catalog")
 
@@ -38,7 +39,7 @@ connections = Table(
     Column("name", String(40), nullable=False),
     Column("base_url", Text, nullable=False),
     Column("status", String(20), nullable=False),
-    Column("last_sync_at", DateTime(timezone=True)),
+    Column("last_sync_at", UTCDateTime()),
     Column("last_sync_ok", Boolean),
     Column("last_sync_reason", Text),
 )
@@ -55,8 +56,8 @@ models = Table(
     Column("owned_by", Text),
     Column("enabled", Boolean, nullable=False),
     Column("retired", Boolean, nullable=False),
-    Column("discovered_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("discovered_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("connection", "upstream_id", name="models_connection_upstream_key"),
 )
 Index("models_workspace_idx", models.c.workspace, models.c.name)

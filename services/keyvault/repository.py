@@ -117,13 +117,19 @@ class ConnectionRepository:
     async def read_secret(
         self, conn: AsyncConnection, connection_id: str, at: datetime
     ) -> StoredSecret | None:
-        """An active connection's sealed key, counting the read in the same statement."""
+        """An active connection's sealed key, counting the read in the same transaction."""
         c, s = self._connections, self._secrets
-        statement = (
+        counted = (
             update(c)
-            .where(c.c.id == connection_id, c.c.status == "active", s.c.connection_id == c.c.id)
+            .where(c.c.id == connection_id, c.c.status == "active")
             .values(read_count=c.c.read_count + 1, last_read_at=at)
-            .returning(
+            .returning(c.c.id)
+        )
+        if (await conn.execute(counted)).first() is None:
+            return None
+
+        query = (
+            select(
                 c.c.workspace_id,
                 c.c.provider,
                 c.c.base_url,
@@ -134,8 +140,10 @@ class ConnectionRepository:
                 s.c.wrapped_data_key,
                 s.c.wrap_nonce,
             )
+            .join(s, s.c.connection_id == c.c.id)
+            .where(c.c.id == connection_id)
         )
-        row = (await conn.execute(statement)).first()
+        row = (await conn.execute(query)).first()
         return _stored_secret(connection_id, row) if row is not None else None
 
     async def wrapped_under_other_than(self, conn: AsyncConnection, version: str) -> list[str]:

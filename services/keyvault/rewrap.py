@@ -29,7 +29,7 @@ async def rewrap() -> RewrapReport:
     settings = Settings()
     keyring = settings.load_keyring()
     configure_logging("keyvault", settings.log_level, settings.log_json)
-    engine = create_engine(settings.database_url, pool_size=1)
+    engine = create_engine(settings.database_url, schema="keyvault", pool_size=1)
     try:
         report = await rewrap_secrets(
             engine, ConnectionRepository(define_tables()), EnvelopeCipher(keyring)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from sqlalchemy import (
     BigInteger,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -22,6 +21,8 @@ from sqlalchemy import (
     Table,
     text,
 )
+
+from shared.db import UTCDateTime
 
 SCHEMA = "keyvault"
 
@@ -47,13 +48,13 @@ def define_tables() -> Tables:
         Column("status", String(20), nullable=False),
         Column("masked_key", String(40), nullable=False),
         Column("fingerprint", String(80), nullable=False),
-        Column("connected_at", DateTime(timezone=True), nullable=False),
+        Column("connected_at", UTCDateTime(), nullable=False),
         Column("connected_by", String(36), nullable=False),
-        Column("key_rotated_at", DateTime(timezone=True)),
-        Column("disconnected_at", DateTime(timezone=True)),
+        Column("key_rotated_at", UTCDateTime()),
+        Column("disconnected_at", UTCDateTime()),
         Column("disconnected_by", String(36)),
         Column("read_count", BigInteger, nullable=False, server_default=text("0")),
-        Column("last_read_at", DateTime(timezone=True)),
+        Column("last_read_at", UTCDateTime()),
     )
     Index("connections_workspace_idx", connections.c.workspace_id, connections.c.connected_at)
     # Names are unique among a workspace's active connections; a disconnected one frees its name.
@@ -81,6 +82,6 @@ def define_tables() -> Tables:
         # NULL once shredded: without the data key the ciphertext is noise.
         Column("wrapped_data_key", LargeBinary),
         Column("wrap_nonce", LargeBinary),
-        Column("sealed_at", DateTime(timezone=True), nullable=False),
+        Column("sealed_at", UTCDateTime(), nullable=False),
     )
     return Tables(metadata=metadata, connections=connections, secrets=secrets)

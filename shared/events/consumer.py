@@ -22,9 +22,9 @@ from faststream.nats import (
     NatsMessage,
     PullSub,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared.db import upsert
 from shared.events.envelope import Envelope
 from shared.events.store import EventTables
 
@@ -50,7 +50,7 @@ class Projection:
         """Apply in one transaction with the record of it; False if already applied."""
         async with self._engine.begin() as conn:
             statement = (
-                pg_insert(self._processed)
+                upsert(conn, self._processed)
                 .values(consumer=self.name, event_id=envelope.id)
                 .on_conflict_do_nothing()
                 .returning(self._processed.c.event_id)

@@ -17,9 +17,9 @@ import orjson
 import structlog
 from nats.js import JetStreamContext
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.db import upsert
 from shared.events.store import EventTables
 
 log = structlog.get_logger(__name__)
@@ -113,9 +113,9 @@ class Relay:
 
     async def _record_position(self, position: int) -> None:
         offsets = self._tables.relay_offsets
-        statement = pg_insert(offsets).values(relay=self._name, position=position)
-        statement = statement.on_conflict_do_update(
-            index_elements=[offsets.c.relay], set_={"position": position}
-        )
         async with self._engine.begin() as conn:
+            statement = upsert(conn, offsets).values(relay=self._name, position=position)
+            statement = statement.on_conflict_do_update(
+                index_elements=[offsets.c.relay], set_={"position": position}
+            )
             await conn.execute(statement)

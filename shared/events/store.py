@@ -19,7 +19,6 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from sqlalchemy import (
     BigInteger,
     Column,
-    DateTime,
     Index,
     Integer,
     MetaData,
@@ -35,6 +34,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import JSON
 
+from shared.db import UTCDateTime
 from shared.events.envelope import Envelope
 from shared.events.schemas import EventData
 
@@ -73,7 +73,7 @@ def define_event_tables(metadata: MetaData) -> EventTables:
         Column("type", String(200), nullable=False),
         Column("subject", String(300), nullable=False),
         Column("workspace_id", String(36)),
-        Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("recorded_at", UTCDateTime(), nullable=False, server_default=func.now()),
         Column("envelope", _JSON, nullable=False),
         UniqueConstraint("stream_id", "stream_version", name="events_stream_version_key"),
     )
@@ -83,14 +83,14 @@ def define_event_tables(metadata: MetaData) -> EventTables:
         metadata,
         Column("relay", String(100), primary_key=True),
         Column("position", BigInteger, nullable=False),
-        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("updated_at", UTCDateTime(), nullable=False, server_default=func.now()),
     )
     processed = Table(
         "processed_events",
         metadata,
         Column("consumer", String(100), primary_key=True),
         Column("event_id", String(36), primary_key=True),
-        Column("applied_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("applied_at", UTCDateTime(), nullable=False, server_default=func.now()),
     )
     return EventTables(events=events, relay_offsets=relay_offsets, processed=processed)
 

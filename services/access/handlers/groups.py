@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import structlog
 from sqlalchemy import delete, insert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -12,6 +11,7 @@ from services.access import queries
 from services.access.domain import Conflict, Group, Member, NotFound
 from services.access.handlers.context import Caller, violates
 from services.access.tables import group_members, groups
+from shared.db import upsert
 from shared.events.envelope import new_id, utcnow
 from shared.events.schemas import GroupCreated, GroupMemberAdded, GroupMemberRemoved
 from shared.runtime import Runtime
@@ -57,7 +57,7 @@ async def add_to_group(runtime: Runtime, caller: Caller, group_id: str, user_id:
             raise Conflict("member_inactive", f"member {user_id} is deactivated")
 
         statement = (
-            pg_insert(group_members)
+            upsert(conn, group_members)
             .values(group_id=group_id, user_id=user_id, added_at=utcnow())
             .on_conflict_do_nothing()
             .returning(group_members.c.user_id)
