@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint typecheck test test-unit test-integration test-e2e lock emulator run clean
+.PHONY: install lint typecheck test test-unit test-integration test-e2e lock emulator run demo clean
 
 install: $(STAMP)
 
@@ -41,9 +41,13 @@ lock: install
 	cd requirements && ../$(BIN)/uv pip compile runtime.in --generate-hashes --python-version 3.11 -o runtime.txt
 	cd requirements && ../$(BIN)/uv pip compile dev.in --generate-hashes --python-version 3.11 -o dev.txt
 
-# The whole gateway on this machine, behind one address (needs a PostgreSQL; see README).
+# The whole gateway on this machine, behind one address: SQLite files, or DATABASE_URL.
 run: install
 	$(BIN)/python scripts/run_local.py
+
+# The whole path once, printed: a workspace, a provider, a grant, a call and its events.
+demo: install
+	$(BIN)/python scripts/demo.py
 
 # A provider emulator on 127.0.0.1:8900 for trying the gateway by hand.
 emulator: install

@@ -6,9 +6,10 @@ the way the Kubernetes Ingress does (and, like it, refuses the internal routes).
 first start creates development secrets in ``.tmp/run/`` and a first workspace, and
 prints the URL and the owner's token.
 
-Storage is the PostgreSQL named by ``DATABASE_URL`` (default: the one on
-127.0.0.1:5432). A SQLite mode is not there yet: the event store relies on
-PostgreSQL's table locks and upserts.
+Storage is a SQLite file per service in the run folder, or the PostgreSQL named by
+``DATABASE_URL``. Ctrl-C stops every process it started. Ports and the run folder can be
+moved with ``BYOM_RUN_BASE_PORT`` (the services take it and the next three),
+``BYOM_EDGE_PORT``, ``BYOM_LOCAL_NATS_PORT`` and ``BYOM_RUN_DIR``.
 """
 
 from __future__ import annotations
@@ -35,8 +36,14 @@ from starlette.routing import Route
 
 log = logging.getLogger("byom.run")
 ROOT = Path(__file__).resolve().parent.parent
-STATE = ROOT / ".tmp" / "run"
-PORTS = {"proxy": 8000, "keyvault": 8001, "catalog": 8002, "access": 8003}
+STATE = Path(os.environ.get("BYOM_RUN_DIR", ROOT / ".tmp" / "run")).resolve()
+_BASE_PORT = int(os.environ.get("BYOM_RUN_BASE_PORT", "8000"))
+PORTS = {
+    "proxy": _BASE_PORT,
+    "keyvault": _BASE_PORT + 1,
+    "catalog": _BASE_PORT + 2,
+    "access": _BASE_PORT + 3,
+}
 EDGE_PORT = int(os.environ.get("BYOM_EDGE_PORT", "8080"))
 NATS_PORT = int(os.environ.get("BYOM_LOCAL_NATS_PORT", "4322"))
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host"}
@@ -124,15 +131,12 @@ def first_workspace(operator_token: str) -> str | None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="run: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="run: %(message)s", stream=sys.stdout)
     values = dev_secrets()
     nats_url = os.environ.get("BYOM_NATS_URL", f"nats://127.0.0.1:{NATS_PORT}")
     env = {
         **os.environ,
         "BYOM_ENVIRONMENT": "development",
-        "BYOM_DATABASE_URL": os.environ.get(
-            "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
         "BYOM_NATS_URL": nats_url,
         "BYOM_SERVICE_SECRET": values["service_secret"],
         "BYOM_OPERATOR_TOKEN": values["operator_token"],
@@ -167,7 +171,7 @@ def main() -> int:
                 subprocess.Popen(
                     [sys.executable, "-m", f"services.{name}", "--port", str(PORTS[name])],
                     cwd=ROOT,
-                    env=env,
+                    env={**env, "BYOM_DATABASE_URL": database_url(name)},
                     stdout=(STATE / f"{name}.log").open("ab"),
                     stderr=subprocess.STDOUT,
                 )
@@ -175,6 +179,12 @@ def main() -> int:
             wait_healthy(f"http://127.0.0.1:{PORTS[name]}/{name}/healthz")
         token = first_workspace(values["operator_token"])
         base = f"http://127.0.0.1:{EDGE_PORT}"
+        storage = (
+            "PostgreSQL (DATABASE_URL)"
+            if os.environ.get("DATABASE_URL")
+            else f"SQLite files in {STATE}"
+        )
+        log.info("storage: %s", storage)
         log.info("gateway API: %s (OpenAI base URL %s/v1)", base, base)
         log.info("service logs: %s/*.log", STATE)
         if token:
@@ -191,6 +201,11 @@ def main() -> int:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=30)
     return 0
+
+
+def database_url(service: str) -> str:
+    """The PostgreSQL of DATABASE_URL, shared by schemas, or a SQLite file of the service's own."""
+    return os.environ.get("DATABASE_URL") or f"sqlite+aiosqlite:///{STATE / service}.db"
 
 
 def _wait_port(port: int) -> None:
