@@ -95,7 +95,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "service_stopped", usage_published=usage.published, usage_dropped=usage.dropped
             )
 
-    app = FastAPI(title="BYOM gateway: model API", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="BYOM gateway: model API",
+        lifespan=lifespan,
+        openapi_url="/proxy/openapi.json",
+        docs_url="/proxy/docs",
+        redoc_url=None,
+    )
     app.add_middleware(RequestLogMiddleware)
 
     @app.post("/v1/chat/completions", tags=["model API"])
