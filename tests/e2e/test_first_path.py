@@ -141,6 +141,12 @@ async def test_connect_sync_grant_call_revoke(
     assert {e.data["user_id"] for e in usage_events} == {alice["id"]}
     assert any(e.data["streamed"] and e.data["output_tokens"] > 0 for e in usage_events)
 
+    # Neither the provider key nor a gateway token appears in any service's logs.
+    logs = stack.logs()
+    assert logs
+    for secret in (key, alice_token, bob_token, ws.admin_token):
+        assert not any(secret[i : i + 12] in logs for i in range(len(secret) - 12)), "leaked"
+
 
 async def test_wrong_provider_key_is_refused_and_nothing_is_stored(
     workspace: Workspace, emulator: tuple[EmulatorState, str]
