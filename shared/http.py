@@ -15,6 +15,8 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from opentelemetry import metrics, trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -65,10 +67,20 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class RequestLogMiddleware:
-    """One log line per request, with a request id bound for everything logged inside it."""
+    """One log line, one server span and one duration measurement per request.
+
+    A request id (the caller's ``x-request-id`` when it is short and plain) is bound for
+    everything logged inside the request and echoed in the response. The span continues
+    the caller's W3C trace context. Metrics are labelled by route template, never by the
+    raw path, so identifiers do not become label values.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._tracer = trace.get_tracer("byom.http")
+        self._duration = metrics.get_meter("byom.http").create_histogram(
+            "http.server.request.duration", unit="s", description="Duration of HTTP requests."
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -86,17 +98,48 @@ class RequestLogMiddleware:
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        parent = _propagator.extract(carrier)
+        method = scope["method"]
+        with (
+            structlog.contextvars.bound_contextvars(request_id=request_id),
+            self._tracer.start_as_current_span(
+                f"{method} {scope['path']}", context=parent, kind=trace.SpanKind.SERVER
+            ) as span,
+        ):
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
+                elapsed = time.perf_counter() - started
+                route = _route_template(scope)
+                span.update_name(f"{method} {route}")
+                span.set_attribute("http.request.method", method)
+                span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                self._duration.record(
+                    elapsed,
+                    {
+                        "http.request.method": method,
+                        "http.route": route,
+                        "http.response.status_code": status,
+                    },
+                )
                 log.info(
                     "http_request",
-                    method=scope["method"],
+                    method=method,
                     path=scope["path"],
                     status=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    duration_ms=round(elapsed * 1000, 2),
                 )
+
+
+_propagator = TraceContextTextMapPropagator()
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

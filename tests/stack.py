@@ -78,9 +78,23 @@ class Stack:
         """Everything every service has logged so far."""
         return "\n".join(p.read_text(errors="replace") for p in self.log_dir.glob("*.log"))
 
+    def spans(self) -> list[dict[str, object]]:
+        """Every span every service has finished so far."""
+        return [
+            orjson.loads(line)
+            for path in self.log_dir.glob("*.spans.jsonl")
+            for line in path.read_bytes().splitlines()
+            if line
+        ]
+
     def start(self, name: str) -> None:
         service = self.services[name]
-        env = {**os.environ, **self.env, **self.extra_env.get(name, {})}
+        env = {
+            **os.environ,
+            **self.env,
+            "BYOM_TRACE_FILE": str(self.log_dir / f"{name}.spans.jsonl"),
+            **self.extra_env.get(name, {}),
+        }
         # The child keeps its own copy of the descriptor; ours is closed right away.
         with service.log_path.open("ab") as log_file:
             service.process = subprocess.Popen(

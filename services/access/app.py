@@ -12,10 +12,11 @@ from services.access.api import health, install_access_errors, internal, router
 from services.access.auth import TokenDirectory
 from services.access.settings import Settings
 from services.access.tables import metadata
-from shared.http import RequestLogMiddleware, install_error_handlers
+from shared.http import install_error_handlers
 from shared.logging import configure_logging
 from shared.runtime import Runtime
 from shared.service_auth import ServiceSigner
+from shared.telemetry import instrument
 
 
 def create_app() -> FastAPI:
@@ -47,7 +48,7 @@ def create_app() -> FastAPI:
 
     install_error_handlers(app)
     install_access_errors(app)
-    app.add_middleware(RequestLogMiddleware)
+    app.state.telemetry = instrument(app, "access")
     app.include_router(health)
     app.include_router(router)
     app.include_router(internal)

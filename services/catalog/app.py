@@ -14,11 +14,12 @@ from services.catalog.handlers import Catalog
 from services.catalog.settings import Settings
 from services.catalog.tables import metadata
 from services.catalog.upstream import KeyvaultKeys, ModelSource
-from shared.http import RequestLogMiddleware, install_error_handlers
+from shared.http import install_error_handlers
 from shared.logging import configure_logging
 from shared.principal import Introspector
 from shared.runtime import Runtime
 from shared.service_auth import ServiceSigner
+from shared.telemetry import instrument
 
 
 def create_app() -> FastAPI:
@@ -59,7 +60,7 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     install_errors(app)
-    app.add_middleware(RequestLogMiddleware)
+    app.state.telemetry = instrument(app, "catalog")
     app.include_router(health)
     app.include_router(admin)
     return app

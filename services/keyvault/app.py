@@ -16,11 +16,12 @@ from services.keyvault.handlers import Handlers
 from services.keyvault.repository import ConnectionRepository
 from services.keyvault.settings import Settings
 from services.keyvault.tables import define_tables
-from shared.http import RequestLogMiddleware, install_error_handlers
+from shared.http import install_error_handlers
 from shared.logging import configure_logging
 from shared.principal import Introspector
 from shared.runtime import Runtime
 from shared.service_auth import ServiceSigner
+from shared.telemetry import instrument
 
 SERVICE: Final = "keyvault"
 _ACCESS_TIMEOUT_SECONDS: Final = 5.0
@@ -73,7 +74,7 @@ def create_app() -> FastAPI:
 
     install_error_handlers(app)
     install_keyvault_errors(app)
-    app.add_middleware(RequestLogMiddleware)
+    app.state.telemetry = instrument(app, "keyvault")
     app.include_router(health)
     app.include_router(admin)
     app.include_router(internal)

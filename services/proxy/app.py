@@ -22,9 +22,9 @@ from services.proxy.view import Caller, Model, Route, View
 from shared.events import schemas as ev
 from shared.events.envelope import Envelope
 from shared.events.stream import ensure_stream
-from shared.http import RequestLogMiddleware
 from shared.logging import configure_logging
 from shared.service_auth import ServiceSigner
+from shared.telemetry import instrument
 
 log = structlog.get_logger(__name__)
 
@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/proxy/docs",
         redoc_url=None,
     )
-    app.add_middleware(RequestLogMiddleware)
+    app.state.telemetry = instrument(app, "proxy")
 
     @app.post("/v1/chat/completions", tags=["model API"])
     async def chat_completions(request: Request) -> Response:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import orjson
 import structlog
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -33,6 +33,36 @@ from shared.secrets import ProviderKey
 
 log = structlog.get_logger(__name__)
 tracer = trace.get_tracer("byom.proxy")
+
+
+class GenAIMeters:
+    """The GenAI semantic conventions' client metrics, for calls to providers."""
+
+    def __init__(self) -> None:
+        meter = metrics.get_meter("byom.proxy")
+        self.duration = meter.create_histogram(
+            "gen_ai.client.operation.duration", unit="s", description="Duration of provider calls."
+        )
+        self.tokens = meter.create_histogram(
+            "gen_ai.client.token.usage", unit="{token}", description="Tokens used per call."
+        )
+
+    def record(self, call: Call, seconds: float) -> None:
+        attributes: dict[str, str | int] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": call.route.connection.provider,
+            "gen_ai.request.model": call.route.model.upstream_id,
+        }
+        if call.status != 200:
+            attributes["error.type"] = str(call.status)
+        self.duration.record(seconds, attributes)
+        if call.usage is not None:
+            self.tokens.record(
+                call.usage.input_tokens, {**attributes, "gen_ai.token.type": "input"}
+            )
+            self.tokens.record(
+                call.usage.output_tokens, {**attributes, "gen_ai.token.type": "output"}
+            )
 
 
 @dataclass(slots=True)
@@ -58,6 +88,7 @@ class ChatService:
         self._keys = keys
         self._client = client
         self._usage = usage
+        self._meters = GenAIMeters()
 
     def authenticate(self, request: Request) -> Caller | None:
         token = bearer_token(request.headers.get("authorization"), request.headers.get("x-api-key"))
@@ -107,7 +138,9 @@ class ChatService:
 
     async def _once(self, call: Call, body: dict[str, Any]) -> Response:
         upstream = self._upstream_request(call, body)
-        with tracer.start_as_current_span(f"chat {call.route.model.name}") as span:
+        with tracer.start_as_current_span(
+            f"chat {call.route.model.name}", kind=trace.SpanKind.CLIENT
+        ) as span:
             _describe_span(span, call)
             try:
                 response = await self._client.send(upstream)
@@ -141,17 +174,25 @@ class ChatService:
         # Usage is how calls are accounted: ask for it, and hide it if the client did not.
         body["stream_options"] = {**options, "include_usage": True}
         upstream = self._upstream_request(call, body)
+        # The span outlives this function: it ends when the last event has been relayed.
+        span = tracer.start_span(f"chat {call.route.model.name}", kind=trace.SpanKind.CLIENT)
+        _describe_span(span, call)
+        span.set_attribute("gen_ai.request.stream", True)
         try:
             response = await self._client.send(upstream, stream=True)
         except httpx.TimeoutException:
+            span.end()
             return self._failed(call, 504, "the request timed out")
         except httpx.TransportError as error:
+            span.end()
             return self._failed(call, 502, f"connection failed ({type(error).__name__})")
 
         if response.status_code != 200:
             content = await response.aread()
             await response.aclose()
             call.status = response.status_code
+            span.set_attribute("error.type", str(call.status))
+            span.end()
             self._record(call)
             return relay_error(
                 call.route.connection.name,
@@ -179,6 +220,10 @@ class ChatService:
                 raise
             finally:
                 await response.aclose()
+                _describe_usage(span, call)
+                if call.status != 200:
+                    span.set_attribute("error.type", str(call.status))
+                span.end()
                 self._record(call)
 
         return StreamingResponse(
@@ -203,7 +248,9 @@ class ChatService:
 
     def _record(self, call: Call) -> None:
         usage = call.usage or Usage()
-        duration_ms = (time.perf_counter() - call.started) * 1000
+        seconds = time.perf_counter() - call.started
+        duration_ms = seconds * 1000
+        self._meters.record(call, seconds)
         self._usage.record(
             UsageRecorded(
                 request_id=call.request_id,
@@ -258,6 +305,8 @@ async def _json_object(request: Request) -> dict[str, Any] | Response:
 
 def _describe_span(span: trace.Span, call: Call) -> None:
     span.set_attribute("gen_ai.operation.name", "chat")
+    span.set_attribute("byom.workspace.id", call.caller.workspace_id)
+    span.set_attribute("byom.model.name", call.route.model.name)
     span.set_attribute("gen_ai.provider.name", call.route.connection.provider)
     span.set_attribute("gen_ai.request.model", call.route.model.upstream_id)
 

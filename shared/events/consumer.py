@@ -22,6 +22,8 @@ from faststream.nats import (
     NatsMessage,
     PullSub,
 )
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db import upsert
@@ -29,6 +31,9 @@ from shared.events.envelope import Envelope
 from shared.events.store import EventTables
 
 log = structlog.get_logger(__name__)
+_tracer = trace.get_tracer("byom.events")
+# The producer's trace context rides in the envelope, so a consumer's work joins its trace.
+_propagator = TraceContextTextMapPropagator()
 
 Apply = Callable[[AsyncConnection, Envelope], Awaitable[None]]
 Prepare = Callable[[Envelope], Awaitable[Any]]
@@ -85,7 +90,16 @@ def subscribe_projection(
             event_type=envelope.type,
             workspace_id=envelope.workspaceid,
         )
-        with bound:
+        parent = _propagator.extract({"traceparent": envelope.traceparent or ""})
+        with (
+            bound,
+            _tracer.start_as_current_span(
+                f"process {envelope.type}", context=parent, kind=trace.SpanKind.CONSUMER
+            ) as span,
+        ):
+            span.set_attribute("messaging.system", "nats")
+            span.set_attribute("messaging.message.id", envelope.id)
+            span.set_attribute("messaging.consumer.group.name", projection.name)
             try:
                 await handle(envelope)
             except Exception:

@@ -60,7 +60,7 @@ async def test_connect_sync_grant_call_revoke(
 
     alice_token = await ws.token_for(alice["id"])
     bob_token = await ws.token_for(bob["id"])
-    await eventually(lambda: listed(stack, alice_token, chosen["name"]), within=10)
+    await eventually(lambda: listed(stack, alice_token, chosen["name"]), within=20)
 
     # Plain call: the provider's answer and usage come back; the right key reached the provider.
     state.requests.clear()
@@ -192,7 +192,7 @@ async def _usage_events(stack: Stack, workspace_id: str, expected: int) -> list[
                 pass
             return len(found) >= expected
 
-        await eventually(collected, within=10)
+        await eventually(collected, within=20)
     finally:
         await nc.close()
     return found
