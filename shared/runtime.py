@@ -42,8 +42,13 @@ class Runtime:
             self.tables, service=service, subject_prefix=settings.subject_prefix
         )
         # FastStream logs through our root handler (JSON, redacted) instead of its own.
+        # Reconnect forever: the relay and consumers resume where they stopped.
         self.broker = NatsBroker(
-            settings.nats_url, graceful_timeout=10.0, logger=logging.getLogger("faststream.byom")
+            settings.nats_url,
+            graceful_timeout=10.0,
+            logger=logging.getLogger("faststream.byom"),
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
         )
         self.relay: Relay | None = None
         self._nats: NatsClient | None = None
@@ -60,7 +65,12 @@ class Runtime:
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
         await create_schema(self.engine, self.metadata)
-        self._nats = await nats.connect(self.settings.nats_url, name=f"byom-{self.service}-relay")
+        self._nats = await nats.connect(
+            self.settings.nats_url,
+            name=f"byom-{self.service}-relay",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+        )
         js = self._nats.jetstream()
         await ensure_stream(
             js,

@@ -58,7 +58,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        nc = await nats.connect(settings.nats_url, name="byom-proxy")
+        # Reconnect forever: the feed watchdog decides when the view is too old to serve.
+        nc = await nats.connect(
+            settings.nats_url, name="byom-proxy", max_reconnect_attempts=-1, reconnect_time_wait=1
+        )
         js = nc.jetstream()
         await ensure_stream(
             js,
@@ -77,17 +80,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             view,
             stream=settings.nats_stream,
             subject_prefix=settings.subject_prefix,
+            stale_after_seconds=settings.feed_stale_after_seconds,
             on_event=on_event,
         )
         await feed.start()
         await feed.wait_ready(settings.feed_ready_timeout_seconds)
         usage.start()
         app.state.feed = feed
-        app.state.chat = ChatService(view, keys, client, usage)
+        app.state.chat = ChatService(view, keys, client, usage, feed)
         log.info("service_started", events_applied=feed.applied)
         try:
             yield
         finally:
+            await feed.stop()
             await usage.stop()
             await nc.drain()
             await client.aclose()
@@ -114,6 +119,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def list_models(request: Request) -> Response:
         """The models the caller may use, in OpenAI's list format."""
         chat: ChatService = request.app.state.chat
+        stale = chat.refusal_while_stale()
+        if stale is not None:
+            return stale
+
         caller = chat.authenticate(request)
         if caller is None:
             return errors.unauthenticated()
@@ -127,6 +136,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def get_model(model_name: str, request: Request) -> Response:
         """One model the caller may use."""
         chat: ChatService = request.app.state.chat
+        stale = chat.refusal_while_stale()
+        if stale is not None:
+            return stale
+
         caller: Caller | None = chat.authenticate(request)
         if caller is None:
             return errors.unauthenticated()
@@ -145,7 +158,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def readyz(request: Request) -> Response:
         feed: Feed | None = getattr(request.app.state, "feed", None)
         ready = feed is not None and feed.ready
-        body = {"status": "ready" if ready else "catching_up"}
+        if feed is not None and feed.stale:
+            body = {"status": "feed_lost", "lost_for_seconds": round(feed.lost_for_seconds, 1)}
+        else:
+            body = {"status": "ready" if ready else "catching_up"}
         return Response(
             orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json"
         )

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from services.proxy import errors
+from services.proxy.feed import Feed
 from services.proxy.keys import KeyCache, KeyUnavailable
 from services.proxy.sse import relay_events
 from services.proxy.upstream import relay_error
@@ -82,13 +83,26 @@ class Call:
 
 class ChatService:
     def __init__(
-        self, view: View, keys: KeyCache, client: httpx.AsyncClient, usage: UsageRecorder
+        self,
+        view: View,
+        keys: KeyCache,
+        client: httpx.AsyncClient,
+        usage: UsageRecorder,
+        feed: Feed,
     ) -> None:
         self._view = view
+        self._feed = feed
         self._keys = keys
         self._client = client
         self._usage = usage
         self._meters = GenAIMeters()
+
+    def refusal_while_stale(self) -> Response | None:
+        """A 503 while the view cannot be trusted, before anything else is looked at."""
+        if self._feed.stale:
+            return errors.feed_lost(self._feed.lost_for_seconds)
+
+        return None
 
     def authenticate(self, request: Request) -> Caller | None:
         token = bearer_token(request.headers.get("authorization"), request.headers.get("x-api-key"))
@@ -98,6 +112,10 @@ class ChatService:
         return self._view.authenticate(token_hash(token.reveal()))
 
     async def complete(self, request: Request) -> Response:
+        stale = self.refusal_while_stale()
+        if stale is not None:
+            return stale
+
         caller = self.authenticate(request)
         if caller is None:
             return errors.unauthenticated()

@@ -83,3 +83,15 @@ def upstream_unavailable(provider: str, reason: str, *, status: int = 502) -> Re
         type_="api_error",
         code="upstream_unavailable",
     )
+
+
+def feed_lost(lost_for_seconds: float) -> Response:
+    return openai_error(
+        503,
+        "The gateway has lost its feed of access changes for "
+        f"{lost_for_seconds:.0f}s and will not serve on permissions that may be out of date. "
+        "Retry shortly.",
+        type_="api_error",
+        code="gateway_feed_lost",
+        headers={"Retry-After": "5"},
+    )

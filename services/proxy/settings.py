@@ -16,3 +16,5 @@ class Settings(ServiceSettings):
     upstream_max_connections: int = Field(default=1000, ge=1)
     # How long start-up waits for the view to catch up with the stream before serving.
     feed_ready_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Past this long without the event feed, the view may grant what was revoked: stop serving.
+    feed_stale_after_seconds: float = Field(default=30.0, gt=0)
