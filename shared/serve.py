@@ -7,10 +7,10 @@ import os
 from collections.abc import Callable
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 
-def serve(service: str, create_app: Callable[[], FastAPI], default_port: int) -> None:
+def serve(service: str, create_app: Callable[[], ASGIApp], default_port: int) -> None:
     parser = argparse.ArgumentParser(prog=f"python -m services.{service}")
     parser.add_argument("--host", default=os.environ.get("BYOM_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("BYOM_PORT", default_port)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+import aiohttp
 import httpx
 import nats
 import orjson
@@ -12,13 +13,13 @@ import structlog
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from services.proxy import errors
 from services.proxy.chat import ChatService
 from services.proxy.feed import Feed
 from services.proxy.keys import KeyCache
+from services.proxy.routes import ModelAPI
 from services.proxy.settings import Settings
 from services.proxy.usage import UsageRecorder
-from services.proxy.view import Caller, Model, Route, View
+from services.proxy.view import View
 from shared.events import schemas as ev
 from shared.events.envelope import Envelope
 from shared.events.stream import ensure_stream
@@ -33,24 +34,14 @@ _EVICTING_EVENTS = frozenset(
 )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> ModelAPI:
     settings = settings or Settings()
     configure_logging("proxy", settings.log_level, settings.log_json)
     view = View()
     signer = ServiceSigner(settings.service_secret.get_secret_value().encode())
-    client = httpx.AsyncClient(
-        timeout=httpx.Timeout(
-            settings.upstream_read_timeout_seconds,
-            connect=settings.upstream_connect_timeout_seconds,
-        ),
-        limits=httpx.Limits(
-            max_connections=settings.upstream_max_connections,
-            max_keepalive_connections=settings.upstream_max_connections,
-        ),
-        # Provider URLs are set by admins; the proxy never follows a redirect elsewhere.
-        follow_redirects=False,
-    )
-    keys = KeyCache(client, settings.keyvault_url, signer)
+    # keyvault is asked once per connection, off the hot path; httpx is plenty there.
+    keyvault_client = httpx.AsyncClient(timeout=10.0, trust_env=False)
+    keys = KeyCache(keyvault_client, settings.keyvault_url, signer)
 
     def on_event(envelope: Envelope) -> None:
         if envelope.type in _EVICTING_EVENTS:
@@ -86,8 +77,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await feed.start()
         await feed.wait_ready(settings.feed_ready_timeout_seconds)
         usage.start()
+        session = provider_session(settings)
         app.state.feed = feed
-        app.state.chat = ChatService(view, keys, client, usage, feed)
+        app.state.chat = ChatService(
+            view, keys, session, usage, feed, max_body_bytes=settings.max_body_bytes
+        )
         log.info("service_started", events_applied=feed.applied)
         try:
             yield
@@ -95,60 +89,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await feed.stop()
             await usage.stop()
             await nc.drain()
-            await client.aclose()
+            await session.close()
+            await keyvault_client.aclose()
             log.info(
                 "service_stopped", usage_published=usage.published, usage_dropped=usage.dropped
             )
 
     app = FastAPI(
-        title="BYOM gateway: model API",
+        title="BYOM gateway: proxy",
+        summary="Health and metrics of the model API; the model API itself is OpenAI's.",
         lifespan=lifespan,
         openapi_url="/proxy/openapi.json",
         docs_url="/proxy/docs",
         redoc_url=None,
     )
     app.state.telemetry = instrument(app, "proxy")
-
-    @app.post("/v1/chat/completions", tags=["model API"])
-    async def chat_completions(request: Request) -> Response:
-        """OpenAI's chat completions, plain or streamed, for any model the caller may use."""
-        chat: ChatService = request.app.state.chat
-        return await chat.complete(request)
-
-    @app.get("/v1/models", tags=["model API"])
-    async def list_models(request: Request) -> Response:
-        """The models the caller may use, in OpenAI's list format."""
-        chat: ChatService = request.app.state.chat
-        stale = chat.refusal_while_stale()
-        if stale is not None:
-            return stale
-
-        caller = chat.authenticate(request)
-        if caller is None:
-            return errors.unauthenticated()
-
-        data = [_model_object(m) for m in view.usable_models(caller)]
-        return Response(
-            orjson.dumps({"object": "list", "data": data}), media_type="application/json"
-        )
-
-    @app.get("/v1/models/{model_name:path}", tags=["model API"])
-    async def get_model(model_name: str, request: Request) -> Response:
-        """One model the caller may use."""
-        chat: ChatService = request.app.state.chat
-        stale = chat.refusal_while_stale()
-        if stale is not None:
-            return stale
-
-        caller: Caller | None = chat.authenticate(request)
-        if caller is None:
-            return errors.unauthenticated()
-
-        route = view.route(caller, model_name)
-        if not isinstance(route, Route):
-            return errors.refused(route, model_name)
-
-        return Response(orjson.dumps(_model_object(route.model)), media_type="application/json")
 
     @app.get("/proxy/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -166,13 +121,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json"
         )
 
-    return app
+    return ModelAPI(app, view)
 
 
-def _model_object(model: Model) -> dict[str, object]:
-    return {
-        "id": model.name,
-        "object": "model",
-        "created": model.created,
-        "owned_by": model.provider,
-    }
+def provider_session(settings: Settings) -> aiohttp.ClientSession:
+    """One pooled client for every provider call of this process."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            limit=settings.upstream_max_connections, ttl_dns_cache=60, enable_cleanup_closed=True
+        ),
+        timeout=aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=settings.upstream_connect_timeout_seconds,
+            sock_read=settings.upstream_read_timeout_seconds,
+        ),
+        # Bodies are relayed as the provider sent them; the proxy asks for them uncompressed.
+        auto_decompress=False,
+        # Provider URLs are set by admins; proxies from the environment do not apply to them.
+        trust_env=False,
+        raise_for_status=False,
+    )

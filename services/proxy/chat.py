@@ -7,33 +7,35 @@ goes away closes the upstream response, which cancels the provider's work.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 import structlog
 from opentelemetry import metrics, trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from services.proxy import errors
 from services.proxy.feed import Feed
-from services.proxy.keys import KeyCache, KeyUnavailable
+from services.proxy.keys import Credential, KeyCache, KeyUnavailable
 from services.proxy.sse import relay_events
 from services.proxy.upstream import relay_error
 from services.proxy.usage import UsageRecorder
 from services.proxy.view import Caller, Route, View
 from shared.events.schemas import UsageRecorded
 from shared.principal import bearer_token, token_hash
-from shared.providers import Endpoint, ProviderAdapter, Usage, adapter_for
-from shared.secrets import ProviderKey
+from shared.providers import ProviderAdapter, Usage, adapter_for
 
 log = structlog.get_logger(__name__)
 tracer = trace.get_tracer("byom.proxy")
+_propagator = TraceContextTextMapPropagator()
 
 
 class GenAIMeters:
@@ -74,7 +76,7 @@ class Call:
     caller: Caller
     route: Route
     adapter: ProviderAdapter
-    key: ProviderKey
+    credential: Credential
     streamed: bool
     started: float
     usage: Usage | None = None
@@ -86,16 +88,19 @@ class ChatService:
         self,
         view: View,
         keys: KeyCache,
-        client: httpx.AsyncClient,
+        session: aiohttp.ClientSession,
         usage: UsageRecorder,
         feed: Feed,
+        *,
+        max_body_bytes: int,
     ) -> None:
         self._view = view
         self._feed = feed
         self._keys = keys
-        self._client = client
+        self._session = session
         self._usage = usage
         self._meters = GenAIMeters()
+        self._max_body_bytes = max_body_bytes
 
     def refusal_while_stale(self) -> Response | None:
         """A 503 while the view cannot be trusted, before anything else is looked at."""
@@ -120,7 +125,7 @@ class ChatService:
         if caller is None:
             return errors.unauthenticated()
 
-        body = await _json_object(request)
+        body = await self._json_body(request)
         if isinstance(body, Response):
             return body
 
@@ -130,7 +135,7 @@ class ChatService:
             return errors.refused(route, model_name)
 
         try:
-            key = await self._keys.get(route.connection.connection_id)
+            credential = await self._keys.get(route.connection.connection_id)
         except KeyUnavailable as error:
             log.error("provider_key_unavailable", reason=str(error), model=model_name)
             return errors.upstream_unavailable(
@@ -138,86 +143,97 @@ class ChatService:
             )
 
         call = Call(
-            request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
+            # Our own id: a caller's x-request-id is a correlation hint, not an identity.
+            request_id=uuid.uuid4().hex,
             caller=caller,
             route=route,
-            adapter=adapter_for(route.connection.provider),
-            key=key,
-            streamed=bool(body.get("stream")),
+            adapter=adapter_for(credential.endpoint.kind),
+            credential=credential,
+            streamed=body.get("stream") is True,
             started=time.perf_counter(),
         )
         structlog.contextvars.bind_contextvars(
             workspace_id=caller.workspace_id, user_id=caller.user_id, model=model_name
         )
+        parent = _propagator.extract({"traceparent": request.headers.get("traceparent", "")})
         if call.streamed:
-            return await self._stream(call, body)
+            return await self._stream(call, body, parent)
 
-        return await self._once(call, body)
+        # The body is read, so the only message left to receive is the client leaving.
+        work = asyncio.ensure_future(self._once(call, body, parent))
+        answer = await cancel_on_disconnect(request, work)
+        return answer if answer is not None else Response(status_code=499)
 
-    async def _once(self, call: Call, body: dict[str, Any]) -> Response:
-        upstream = self._upstream_request(call, body)
+    async def _once(self, call: Call, body: dict[str, Any], parent: Any) -> Response:
+        url, headers, payload = self._upstream_request(call, body)
         with tracer.start_as_current_span(
-            f"chat {call.route.model.name}", kind=trace.SpanKind.CLIENT
+            f"chat {call.route.model.name}", context=parent, kind=trace.SpanKind.CLIENT
         ) as span:
             _describe_span(span, call)
             try:
-                response = await self._client.send(upstream)
-            except httpx.TimeoutException:
+                async with self._session.post(url, data=payload, headers=headers) as response:
+                    content = await response.read()
+                    status = response.status
+                    retry_after = response.headers.get("retry-after")
+            except asyncio.CancelledError:
+                call.status = 499
+                self._record(call)
+                raise
+            except TimeoutError:
                 return self._failed(call, 504, "the request timed out")
-            except httpx.TransportError as error:
+            except aiohttp.ClientError as error:
                 return self._failed(call, 502, f"connection failed ({type(error).__name__})")
 
-            call.status = response.status_code
-            if response.status_code != 200:
+            call.status = status
+            if status != 200:
+                span.set_attribute("error.type", str(status))
                 self._record(call)
                 return relay_error(
-                    call.route.connection.name,
-                    response.status_code,
-                    response.content,
-                    response.headers.get("retry-after"),
-                    call.key,
+                    call.route.connection.name, status, content, retry_after, call.credential.key
                 )
 
             try:
-                call.usage = call.adapter.usage_from_response(orjson.loads(response.content))
+                call.usage = call.adapter.usage_from_response(orjson.loads(content))
             except (orjson.JSONDecodeError, AttributeError):
                 log.warning("upstream_answer_not_json")
             _describe_usage(span, call)
             self._record(call)
-            return Response(response.content, status_code=200, media_type="application/json")
+            return Response(content, status_code=200, media_type="application/json")
 
-    async def _stream(self, call: Call, body: dict[str, Any]) -> Response:
+    async def _stream(self, call: Call, body: dict[str, Any], parent: Any) -> Response:
         options = body.get("stream_options") or {}
-        client_wants_usage = bool(options.get("include_usage"))
+        client_wants_usage = options.get("include_usage") is True
         # Usage is how calls are accounted: ask for it, and hide it if the client did not.
         body["stream_options"] = {**options, "include_usage": True}
-        upstream = self._upstream_request(call, body)
+        url, headers, payload = self._upstream_request(call, body)
         # The span outlives this function: it ends when the last event has been relayed.
-        span = tracer.start_span(f"chat {call.route.model.name}", kind=trace.SpanKind.CLIENT)
+        span = tracer.start_span(
+            f"chat {call.route.model.name}", context=parent, kind=trace.SpanKind.CLIENT
+        )
         _describe_span(span, call)
         span.set_attribute("gen_ai.request.stream", True)
         try:
-            response = await self._client.send(upstream, stream=True)
-        except httpx.TimeoutException:
+            response = await self._session.post(url, data=payload, headers=headers)
+        except TimeoutError:
             span.end()
             return self._failed(call, 504, "the request timed out")
-        except httpx.TransportError as error:
+        except aiohttp.ClientError as error:
             span.end()
             return self._failed(call, 502, f"connection failed ({type(error).__name__})")
 
-        if response.status_code != 200:
-            content = await response.aread()
-            await response.aclose()
-            call.status = response.status_code
+        if response.status != 200:
+            content = await response.read()
+            response.release()
+            call.status = response.status
             span.set_attribute("error.type", str(call.status))
             span.end()
             self._record(call)
             return relay_error(
                 call.route.connection.name,
-                response.status_code,
+                response.status,
                 content,
                 response.headers.get("retry-after"),
-                call.key,
+                call.credential.key,
             )
 
         def on_usage(event: dict[str, Any]) -> None:
@@ -226,10 +242,12 @@ class ChatService:
         async def events() -> AsyncIterator[bytes]:
             try:
                 async for event in relay_events(
-                    response.aiter_raw(), on_usage, hide_usage_only_events=not client_wants_usage
+                    response.content.iter_any(),
+                    on_usage,
+                    hide_usage_only_events=not client_wants_usage,
                 ):
                     yield event
-            except httpx.HTTPError as error:
+            except (aiohttp.ClientError, TimeoutError) as error:
                 call.status = 502
                 log.warning("upstream_stream_broken", error=type(error).__name__)
             except BaseException:
@@ -237,7 +255,8 @@ class ChatService:
                 call.status = 499
                 raise
             finally:
-                await response.aclose()
+                # Closing (not releasing) drops the connection, so the provider stops too.
+                response.close()
                 _describe_usage(span, call)
                 if call.status != 200:
                     span.set_attribute("error.type", str(call.status))
@@ -250,13 +269,14 @@ class ChatService:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    def _upstream_request(self, call: Call, body: dict[str, Any]) -> httpx.Request:
+    def _upstream_request(
+        self, call: Call, body: dict[str, Any]
+    ) -> tuple[str, dict[str, str], bytes]:
         body["model"] = call.route.model.upstream_id
-        endpoint = Endpoint(call.route.connection.provider, call.route.connection.base_url)
-        prepared = call.adapter.chat_request(endpoint, call.key, body)
-        return self._client.build_request(
-            "POST", prepared.url, headers=prepared.headers, content=prepared.body
-        )
+        prepared = call.adapter.chat_request(call.credential.endpoint, call.credential.key, body)
+        # Streams are relayed as the provider's bytes: they must not arrive compressed.
+        headers = {**prepared.headers, "Accept-Encoding": "identity"}
+        return prepared.url, headers, prepared.body
 
     def _failed(self, call: Call, status: int, reason: str) -> Response:
         call.status = status
@@ -292,6 +312,7 @@ class ChatService:
         )
         log.info(
             "chat_call",
+            request_id=call.request_id,
             status=call.status,
             streamed=call.streamed,
             input_tokens=usage.input_tokens,
@@ -299,11 +320,24 @@ class ChatService:
             duration_ms=round(duration_ms, 2),
         )
 
+    async def _json_body(self, request: Request) -> dict[str, Any] | Response:
+        """The request body as a chat request with a model and messages, or a 400 saying why."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
+            return errors.too_large(self._max_body_bytes)
 
-async def _json_object(request: Request) -> dict[str, Any] | Response:
-    """The request body as a JSON object with a model and messages, or a 400 saying why."""
+        raw = bytearray()
+        async for piece in request.stream():
+            raw += piece
+            if len(raw) > self._max_body_bytes:
+                return errors.too_large(self._max_body_bytes)
+
+        return _chat_request(bytes(raw))
+
+
+def _chat_request(raw: bytes) -> dict[str, Any] | Response:
     try:
-        body = orjson.loads(await request.body())
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return errors.bad_request("The request body is not valid JSON.")
 
@@ -318,6 +352,13 @@ async def _json_object(request: Request) -> dict[str, Any] | Response:
             "'messages' is required and must be a non-empty array.", param="messages"
         )
 
+    if "stream" in body and body["stream"] is not None and not isinstance(body["stream"], bool):
+        return errors.bad_request("'stream' must be a boolean.", param="stream")
+
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        return errors.bad_request("'stream_options' must be an object.", param="stream_options")
+
     return body
 
 
@@ -325,6 +366,7 @@ def _describe_span(span: trace.Span, call: Call) -> None:
     span.set_attribute("gen_ai.operation.name", "chat")
     span.set_attribute("byom.workspace.id", call.caller.workspace_id)
     span.set_attribute("byom.model.name", call.route.model.name)
+    span.set_attribute("byom.request.id", call.request_id)
     span.set_attribute("gen_ai.provider.name", call.route.connection.provider)
     span.set_attribute("gen_ai.request.model", call.route.model.upstream_id)
 
@@ -333,3 +375,22 @@ def _describe_usage(span: trace.Span, call: Call) -> None:
     if call.usage is not None:
         span.set_attribute("gen_ai.usage.input_tokens", call.usage.input_tokens)
         span.set_attribute("gen_ai.usage.output_tokens", call.usage.output_tokens)
+
+
+async def cancel_on_disconnect(request: Request, work: asyncio.Task[Response]) -> Response | None:
+    """The work's response, or None if the client left first (the work is then cancelled)."""
+    disconnected = asyncio.ensure_future(_disconnect(request))
+    done, _ = await asyncio.wait({work, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+    if work in done:
+        disconnected.cancel()
+        return work.result()
+
+    work.cancel()
+    return None
+
+
+async def _disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return

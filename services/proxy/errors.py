@@ -95,3 +95,22 @@ def feed_lost(lost_for_seconds: float) -> Response:
         code="gateway_feed_lost",
         headers={"Retry-After": "5"},
     )
+
+
+def too_large(limit: int) -> Response:
+    return openai_error(
+        413,
+        f"The request body is larger than this gateway accepts ({limit // (1024 * 1024)} MiB).",
+        type_="invalid_request_error",
+        code="request_too_large",
+    )
+
+
+def method_not_allowed(allowed: str) -> Response:
+    return openai_error(
+        405,
+        f"This route accepts {allowed} only.",
+        type_="invalid_request_error",
+        code="method_not_allowed",
+        headers={"Allow": allowed},
+    )

@@ -18,3 +18,5 @@ class Settings(ServiceSettings):
     feed_ready_timeout_seconds: float = Field(default=60.0, gt=0)
     # Past this long without the event feed, the view may grant what was revoked: stop serving.
     feed_stale_after_seconds: float = Field(default=30.0, gt=0)
+    # A chat request larger than this is refused with 413 before it is read further.
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)

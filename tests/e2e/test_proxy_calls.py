@@ -3,20 +3,43 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
+from tests.conftest import Infra
 from tests.e2e.conftest import OpenAIFor
 from tests.e2e.flows import ReadyModel, ready_model
 from tests.emulator import EmulatorState
-from tests.stack import Stack
+from tests.stack import Stack, running_stack
 from tests.support import Workspace, eventually
 
 pytestmark = pytest.mark.e2e
 
 MESSAGES = [{"role": "user", "content": "hello there"}]
+MAX_BODY_BYTES = 1024 * 1024
+READ_TIMEOUT_SECONDS = 2
+
+
+@pytest.fixture(scope="module")
+def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The stack with a small body limit and a short provider timeout, to reach both."""
+    proxy_env = {
+        "BYOM_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+        "BYOM_UPSTREAM_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT_SECONDS),
+    }
+    with running_stack(
+        database_url=infra.database_url,
+        nats_url=infra.nats_url,
+        stream=infra.stream,
+        subject_prefix=infra.prefix,
+        log_dir=Path(tmp_path_factory.mktemp("proxy-calls-logs")),
+        extra_env={"proxy": proxy_env},
+    ) as running:
+        yield running
 
 
 @pytest.fixture
@@ -121,6 +144,14 @@ async def test_provider_refusing_the_key_is_not_blamed_on_the_member_and_leaks_n
         (b"[1, 2]", None),
         (b'{"messages": [{"role": "user", "content": "x"}]}', "model"),
         (b'{"model": "x/y"}', "messages"),
+        (
+            b'{"model": "x/y", "messages": [{"role": "user", "content": "x"}], "stream": "false"}',
+            "stream",
+        ),
+        (
+            b'{"model": "x/y", "messages": [{"role": "user", "content": "x"}], "stream": true, "stream_options": "x"}',
+            "stream_options",
+        ),
     ],
 )
 async def test_malformed_requests_get_openai_style_400(
@@ -168,3 +199,79 @@ async def test_client_leaving_mid_stream_cancels_the_upstream_stream(
     finally:
         state.stream_chunks, state.chunk_delay = 4, 0.0
         await asyncio.sleep(0)
+
+
+async def test_a_body_over_the_limit_is_refused_with_413(stack: Stack, ready: ReadyModel) -> None:
+    """A chat body larger than the configured limit gets 413 in OpenAI's shape and never reaches the provider."""
+    huge = {
+        "model": ready.model["name"],
+        "messages": [{"role": "user", "content": "x" * (MAX_BODY_BYTES + 10)}],
+    }
+    async with raw_client(stack) as client:
+        response = await client.post(
+            "/chat/completions", json=huge, headers={"Authorization": f"Bearer {ready.token}"}
+        )
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+async def test_a_slow_provider_times_out_with_504(
+    stack: Stack, ready: ReadyModel, emulator: tuple[EmulatorState, str]
+) -> None:
+    """A provider that answers later than the read timeout gives the client a 504 naming it."""
+    state = emulator[0]
+    state.delay = READ_TIMEOUT_SECONDS + 1.5
+    try:
+        async with raw_client(stack) as client:
+            response = await client.post(
+                "/chat/completions",
+                json={"model": ready.model["name"], "messages": MESSAGES},
+                headers={"Authorization": f"Bearer {ready.token}"},
+            )
+    finally:
+        state.delay = 0.0
+
+    assert response.status_code == 504
+    assert ready.connection["name"] in response.json()["error"]["message"]
+
+
+async def test_provider_requests_ask_for_uncompressed_bodies(
+    stack: Stack, ready: ReadyModel, emulator: tuple[EmulatorState, str]
+) -> None:
+    """Streams are relayed as bytes, so the proxy asks the provider not to compress them."""
+    state = emulator[0]
+    async with raw_client(stack) as client:
+        await client.post(
+            "/chat/completions",
+            json={"model": ready.model["name"], "messages": MESSAGES, "stream": True},
+            headers={"Authorization": f"Bearer {ready.token}"},
+        )
+
+    assert state.requests_to("/chat/completions")[-1].headers["accept-encoding"] == "identity"
+
+
+async def test_a_client_leaving_a_plain_call_abandons_the_upstream_call(
+    stack: Stack, ready: ReadyModel, emulator: tuple[EmulatorState, str]
+) -> None:
+    """A non-streamed call whose client disconnects is recorded as abandoned (499) long before the provider would answer."""
+    state = emulator[0]
+    state.delay = READ_TIMEOUT_SECONDS - 0.2
+    try:
+        async with raw_client(stack) as client:
+            with pytest.raises(httpx.ReadTimeout):
+                await client.post(
+                    "/chat/completions",
+                    json={"model": ready.model["name"], "messages": MESSAGES},
+                    headers={"Authorization": f"Bearer {ready.token}"},
+                    timeout=0.3,
+                )
+        left_at = asyncio.get_running_loop().time()
+
+        async def abandoned() -> bool:
+            return '"status": 499' in stack.logs()
+
+        await eventually(abandoned, within=1.0)
+        assert asyncio.get_running_loop().time() - left_at < state.delay
+    finally:
+        state.delay = 0.0
