@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry import metrics, trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -49,6 +50,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _conflict(_request: Request, _error: ConcurrencyConflict) -> JSONResponse:
         message = "the resource changed while this request was handled; retry it"
         return JSONResponse(error_body("conflict", message), 409)
+
+    @app.exception_handler(DataError)
+    async def _unstorable(_request: Request, _error: DataError) -> JSONResponse:
+        # The database refused a value the validators let through, such as a NUL byte.
+        message = "a value in the request cannot be stored (it contains a NUL or invalid byte)"
+        return JSONResponse(error_body("invalid_request", message), 422)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
