@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -36,7 +37,21 @@ from starlette.routing import Route
 
 log = logging.getLogger("byom.run")
 ROOT = Path(__file__).resolve().parent.parent
-STATE = Path(os.environ.get("BYOM_RUN_DIR", ROOT / ".tmp" / "run")).resolve()
+DATABASE_URL = os.environ.get("DATABASE_URL") or os.environ.get("BYOM_DATABASE_URL")
+
+
+def _state_dir() -> Path:
+    """Where secrets, NATS data and SQLite files live: one folder per database."""
+    if "BYOM_RUN_DIR" in os.environ:
+        return Path(os.environ["BYOM_RUN_DIR"]).resolve()
+    if DATABASE_URL:
+        # NATS data and the first token belong with the database they were made for.
+        digest = hashlib.sha256(DATABASE_URL.encode()).hexdigest()[:10]
+        return (ROOT / ".tmp" / f"run-{digest}").resolve()
+    return (ROOT / ".tmp" / "run").resolve()
+
+
+STATE = _state_dir()
 _BASE_PORT = int(os.environ.get("BYOM_RUN_BASE_PORT", "8000"))
 PORTS = {
     "proxy": _BASE_PORT,
@@ -63,7 +78,10 @@ def edge_app() -> Starlette:
         return None
 
     async def forward(request: Request) -> Response:
-        base = target(request.url.path)
+        path = request.url.path
+        segments = path.split("/")
+        # Like an Ingress, route only clean paths: no dot segments, no NUL.
+        base = None if ".." in segments or "." in segments or "\x00" in path else target(path)
         if base is None:
             return JSONResponse({"error": {"code": "not_found", "message": "no such route"}}, 404)
 
@@ -75,7 +93,15 @@ def edge_app() -> Starlette:
             headers=headers,
             content=request.stream(),
         )
-        response = await client.send(upstream, stream=True)
+        try:
+            response = await client.send(upstream, stream=True)
+        except httpx.HTTPError as error:
+            log.warning("edge: %s is unreachable (%s)", base, type(error).__name__)
+            message = "the service behind this route is not answering; is it still starting?"
+            body = {
+                "error": {"message": message, "type": "api_error", "code": "service_unavailable"}
+            }
+            return JSONResponse(body, 503)
         kept = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP}
         return StreamingResponse(response.aiter_raw(), response.status_code, kept, background=None)
 
@@ -130,8 +156,37 @@ def first_workspace(operator_token: str) -> str | None:
     return token
 
 
+def _refuse_busy_ports() -> None:
+    ports = [*PORTS.values(), EDGE_PORT] + ([] if "BYOM_NATS_URL" in os.environ else [NATS_PORT])
+    busy = [p for p in ports if not _port_free(p)]
+    if busy:
+        raise SystemExit(
+            f"ports already in use: {busy}. Is another gateway running? "
+            "Move this one with BYOM_RUN_BASE_PORT, BYOM_EDGE_PORT and BYOM_LOCAL_NATS_PORT."
+        )
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _stop_on_sigterm() -> None:
+    # uvicorn takes SIGTERM over once it serves; before that, it must still clean up.
+    def handler(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="run: %(message)s", stream=sys.stdout)
+    _refuse_busy_ports()
+    _stop_on_sigterm()
     values = dev_secrets()
     nats_url = os.environ.get("BYOM_NATS_URL", f"nats://127.0.0.1:{NATS_PORT}")
     env = {
@@ -179,21 +234,21 @@ def main() -> int:
             wait_healthy(f"http://127.0.0.1:{PORTS[name]}/{name}/healthz")
         token = first_workspace(values["operator_token"])
         base = f"http://127.0.0.1:{EDGE_PORT}"
-        storage = (
-            "PostgreSQL (DATABASE_URL)"
-            if os.environ.get("DATABASE_URL")
-            else f"SQLite files in {STATE}"
-        )
+        storage = "PostgreSQL (DATABASE_URL)" if DATABASE_URL else f"SQLite files in {STATE}"
         log.info("storage: %s", storage)
         log.info("gateway API: %s (OpenAI base URL %s/v1)", base, base)
         log.info("service logs: %s/*.log", STATE)
         if token:
             log.info(
-                "first admin token (shown once, also kept in %s/owner_token): %s", STATE, token
+                "first admin token (also kept, readable only by you, in %s/owner_token): %s",
+                STATE,
+                token,
             )
         else:
             log.info("admin token of the first workspace: %s/owner_token", STATE)
         uvicorn.run(edge_app(), host="127.0.0.1", port=EDGE_PORT, log_level="warning")
+    except KeyboardInterrupt:
+        log.info("stopping")
     finally:
         for process in reversed(processes):
             process.send_signal(signal.SIGTERM)
@@ -205,7 +260,7 @@ def main() -> int:
 
 def database_url(service: str) -> str:
     """The PostgreSQL of DATABASE_URL, shared by schemas, or a SQLite file of the service's own."""
-    return os.environ.get("DATABASE_URL") or f"sqlite+aiosqlite:///{STATE / service}.db"
+    return DATABASE_URL or f"sqlite+aiosqlite:///{STATE / service}.db"
 
 
 def _wait_port(port: int) -> None:
