@@ -247,6 +247,9 @@ class _DiffWriter:
         self._connection = connection
         self._actor = actor
         self._now = utcnow()
+        self._events: list[
+            tuple[str, ModelDiscovered | ModelUpdated | ModelRetired, int | None]
+        ] = []
 
     async def write(self, diff: CatalogDiff) -> None:
         for offer in diff.discovered:
@@ -257,6 +260,17 @@ class _DiffWriter:
             await self._change_owner(change)
         for model in diff.retired:
             await self._retire(model)
+        # Rows first, events last: appending takes the events table's lock, and a
+        # transaction holding it must not then wait for a row that an enable or disable
+        # holds while it waits for the same lock.
+        for model_id, data, expected_version in self._events:
+            await self._store.append(
+                self._conn,
+                f"model-{model_id}",
+                [data],
+                actor=self._actor,
+                expected_version=expected_version,
+            )
 
     async def _discover(self, offer: OfferedModel) -> None:
         model_id = str(uuid.uuid4())
@@ -321,10 +335,4 @@ class _DiffWriter:
         *,
         expected_version: int | None = None,
     ) -> None:
-        await self._store.append(
-            self._conn,
-            f"model-{model_id}",
-            [data],
-            actor=self._actor,
-            expected_version=expected_version,
-        )
+        self._events.append((model_id, data, expected_version))

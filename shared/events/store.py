@@ -7,6 +7,10 @@ Positions must become visible in the order they were assigned, or the relay, whi
 reads "everything after position N", would skip a slow transaction's event. PostgreSQL
 sequences commit out of order, so an append takes an exclusive lock on the table until
 its transaction ends: appends are serial, while reads go on unblocked.
+
+Because that lock is held to the end of the transaction, a handler appends last, after
+every row it writes: a transaction that holds the lock and then waits for a row could
+deadlock with one that holds the row and waits for the lock.
 """
 
 from __future__ import annotations
