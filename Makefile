@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint typecheck test test-unit test-integration test-e2e lock emulator run demo clean
+.PHONY: install lint typecheck test test-unit test-integration test-e2e lock emulator run demo bench clean
 
 install: $(STAMP)
 
@@ -48,6 +48,10 @@ run: install
 # The whole path once, printed: a workspace, a provider, a grant, a call and its events.
 demo: install
 	$(BIN)/python scripts/demo.py
+
+# The proxy's added latency, throughput and memory, side by side with the upstream.
+bench: install
+	$(BIN)/python scripts/test_infra.py run -- $(BIN)/python bench/run.py
 
 # A provider emulator on 127.0.0.1:8900 for trying the gateway by hand.
 emulator: install
