@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,46 +11,13 @@ import pytest
 from tests.conftest import Infra
 from tests.e2e.flows import ready_model
 from tests.emulator import EmulatorState
-from tests.stack import Stack, free_port, running_stack
+from tests.infra import NatsServer
+from tests.stack import Stack, running_stack
 from tests.support import Workspace, eventually
 
 pytestmark = pytest.mark.e2e
 
 STALE_AFTER_SECONDS = 2
-
-
-class NatsServer:
-    """A JetStream server of this module's own, so the test may stop and restart it."""
-
-    def __init__(self, store: Path) -> None:
-        self.port = free_port()
-        self.store = store
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        binary = Path(sys.executable).parent / "nats-server"
-        self.process = subprocess.Popen(
-            [str(binary), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("nats-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=15)
 
 
 @pytest.fixture(scope="module")
