@@ -1,58 +1,68 @@
 """Adapter for OpenAI's REST format and the servers that speak it (vLLM, Ollama, and others).
 
 ``Endpoint.base_url`` carries the version path (``https://host/v1``); every path here is
-relative to it. The key travels only in the ``Authorization`` header. Whatever a provider
-says back is scrubbed of the key before it reaches an exception message, because providers
-echo a rejected key in their error text.
+relative to it. The key travels only in the ``Authorization`` header; a server that needs
+no key (a local vLLM or Ollama) ignores whatever placeholder the admin pasted. Whatever a
+provider says back is scrubbed of the key before it reaches an exception message, because
+providers echo a rejected key in their error text.
+
+OpenAI chat is the hub format, so a chat body goes upstream as given and answers come back
+as they are; only the vendors' quirks in usage reporting are normalised (see
+:mod:`shared.providers.openai_family`).
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Final, TypeGuard
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
-import structlog
 
+from shared.providers import failures
 from shared.providers.base import (
     ChatUpstreamRequest,
+    Door,
     Endpoint,
-    KeyRejected,
-    ProviderUnavailable,
     UnexpectedResponse,
+    UpstreamFailure,
     UpstreamModel,
     Usage,
 )
+from shared.providers.http import ProviderHttp
 from shared.providers.scrubbing import scrub
+from shared.providers.sse import SSEParser
 from shared.secrets import ProviderKey
 
-_log = structlog.get_logger(__name__)
+__all__ = ["OpenAICompatibleAdapter", "OpenAIStreamDecoder", "scrub"]
 
 _VERIFY_LIMIT: Final = 1
 _PAGE_LIMIT: Final = 100
 _MAX_PAGES: Final = 1000
-_EXCERPT_LIMIT: Final = 200
-# Bound the text we scrub: the excerpt is cut to _EXCERPT_LIMIT afterwards anyway.
-_SCRUB_INPUT_LIMIT: Final = 2000
-# Statuses that say "try again later" rather than "this key or URL is wrong".
-_TRANSIENT_STATUSES: Final = frozenset({408, 429})
-
-
-@dataclass(frozen=True, slots=True)
-class _Page:
-    entries: list[dict[str, Any]]
-    has_more: bool
-    last_id: str | None
+_DOOR_PATHS: Final[Mapping[str, str]] = {
+    "openai-chat": "/chat/completions",
+    "openai-responses": "/responses",
+    "openai-embeddings": "/embeddings",
+}
+_CHAT_DOORS: Final[frozenset[Door]] = frozenset({"openai-chat", "openai-embeddings"})
 
 
 class OpenAICompatibleAdapter:
     """Checks keys, lists models and builds chat requests in OpenAI's wire format."""
 
-    def __init__(self, kind: str = "openai-compatible") -> None:
+    def __init__(
+        self,
+        kind: str = "openai-compatible",
+        *,
+        native_doors: frozenset[Door] = _CHAT_DOORS,
+        renames_max_tokens: bool = False,
+    ) -> None:
         self.kind = kind
+        self.native_doors = native_doors
+        # OpenAI's reasoning models refuse the older max_tokens; the newer field means the
+        # same for every OpenAI model, while many compatible servers know only the older.
+        self._renames_max_tokens = renames_max_tokens
+        self._http = ProviderHttp(kind, read_error_fields)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kind={self.kind!r})"
@@ -61,8 +71,7 @@ class OpenAICompatibleAdapter:
         self, client: httpx.AsyncClient, endpoint: Endpoint, key: ProviderKey
     ) -> None:
         """Return if ``GET /models`` accepts the key; raise a ProviderError otherwise."""
-        response = await self._get(client, endpoint, key, "/models", {"limit": _VERIFY_LIMIT})
-        self._parse_page(response)
+        await self._model_page(client, endpoint, key, {"limit": _VERIFY_LIMIT})
 
     async def list_models(
         self, client: httpx.AsyncClient, endpoint: Endpoint, key: ProviderKey
@@ -72,12 +81,13 @@ class OpenAICompatibleAdapter:
         cursors_seen: set[str] = set()
         params: dict[str, str | int] = {"limit": _PAGE_LIMIT}
         for _ in range(_MAX_PAGES):
-            page = self._parse_page(await self._get(client, endpoint, key, "/models", params))
-            models.extend(self._model(entry) for entry in page.entries)
-            if not page.has_more:
+            payload = await self._model_page(client, endpoint, key, params)
+            entries: list[dict[str, Any]] = payload["data"]
+            models.extend(self._model(entry) for entry in entries if self._listed(entry))
+            if not payload.get("has_more"):
                 return models
 
-            cursor = self._next_cursor(page)
+            cursor = self._next_cursor(payload)
             if cursor in cursors_seen:
                 raise UnexpectedResponse(
                     f"{self.kind} repeated the model page after {cursor!r}", provider=self.kind
@@ -94,117 +104,118 @@ class OpenAICompatibleAdapter:
         self, endpoint: Endpoint, key: ProviderKey, body: dict[str, Any]
     ) -> ChatUpstreamRequest:
         """``POST /chat/completions`` with the body as given; streams ask for SSE."""
-        headers = {**_auth_headers(key), "Content-Type": "application/json"}
+        if self._renames_max_tokens and "max_completion_tokens" not in body:
+            body = {
+                ("max_completion_tokens" if name == "max_tokens" else name): value
+                for name, value in body.items()
+            }
+        headers = {**auth_headers(key), "Content-Type": "application/json"}
         if body.get("stream"):
             headers["Accept"] = "text/event-stream"
 
         return ChatUpstreamRequest(
-            url=f"{_base_url(endpoint)}/chat/completions",
+            url=f"{base_url(endpoint)}/chat/completions",
             headers=headers,
             body=orjson.dumps(body),
         )
 
+    def native_request(
+        self,
+        endpoint: Endpoint,
+        key: ProviderKey,
+        door: Door,
+        body: bytes,
+        headers: Mapping[str, str],
+    ) -> ChatUpstreamRequest:
+        """The client's body, untouched, to the door's path; no client header is carried."""
+        if door not in self.native_doors:
+            raise LookupError(f"{self.kind} does not speak {door} natively")
+
+        return ChatUpstreamRequest(
+            url=f"{base_url(endpoint)}{_DOOR_PATHS[door]}",
+            headers={**auth_headers(key), "Content-Type": "application/json"},
+            body=body,
+        )
+
+    def response_to_openai(self, content: bytes, *, model: str) -> dict[str, Any]:
+        """The answer as it is (OpenAI is the hub), its usage in OpenAI's standard fields."""
+        try:
+            payload = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            raise self._http.unexpected("a chat answer that is not JSON") from None
+
+        if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
+            raise self._http.unexpected("a chat answer without a 'choices' array")
+
+        payload.setdefault("model", model)
+        return self.normalize(payload)
+
+    def stream_decoder(self, *, model: str, key: ProviderKey) -> OpenAIStreamDecoder:
+        return OpenAIStreamDecoder(self, key)
+
+    def error_from_response(
+        self, status: int, content: bytes, headers: Mapping[str, str], key: ProviderKey
+    ) -> UpstreamFailure:
+        _, message = read_error_fields(content)
+        return failures.failure(self.kind, status, message, key, headers=headers)
+
     def usage_from_response(self, body: dict[str, Any]) -> Usage | None:
-        return _usage(body)
+        return usage_of(self.normalize(body))
 
     def usage_from_stream_event(self, event: dict[str, Any]) -> Usage | None:
         # Only the last chunk of a stream asked with include_usage carries usage;
         # every other chunk has "usage": null.
-        return _usage(event)
+        return usage_of(self.normalize(event))
 
-    async def _get(
+    def normalize(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A vendor's answer or chunk with its usage where OpenAI puts it (a hook for vendors)."""
+        return payload
+
+    def _listed(self, entry: dict[str, Any]) -> bool:
+        """Whether a listed model is one a member could call (a hook for vendors)."""
+        return True
+
+    async def _model_page(
         self,
         client: httpx.AsyncClient,
         endpoint: Endpoint,
         key: ProviderKey,
-        path: str,
         params: dict[str, str | int],
-    ) -> httpx.Response:
-        url = f"{_base_url(endpoint)}{path}"
-        started = time.perf_counter()
-        # httpx errors carry the request and its Authorization header, so none is chained.
-        try:
-            response = await client.get(url, params=params, headers=_auth_headers(key))
-        except httpx.TimeoutException:
-            self._log_call(url, started, error="timeout")
-            raise ProviderUnavailable(
-                f"{self.kind} did not answer in time", provider=self.kind
-            ) from None
-        except httpx.TransportError as exc:
-            self._log_call(url, started, error=type(exc).__name__)
-            raise ProviderUnavailable(
-                f"{self.kind} could not be reached ({type(exc).__name__})", provider=self.kind
-            ) from None
-        except httpx.InvalidURL:
-            raise ProviderUnavailable(
-                f"the base URL of {self.kind} is not a valid URL", provider=self.kind
-            ) from None
-        except httpx.RequestError as exc:
-            self._log_call(url, started, error=type(exc).__name__)
-            raise UnexpectedResponse(
-                f"{self.kind} sent an unreadable answer ({type(exc).__name__})",
-                provider=self.kind,
-            ) from None
-
-        self._log_call(url, started, status=response.status_code)
-        self._raise_for_status(response, key, f"GET {path}")
-        return response
-
-    def _raise_for_status(self, response: httpx.Response, key: ProviderKey, call: str) -> None:
-        status = response.status_code
-        if response.is_success:
-            return
-
-        reason = _describe_error(response, key)
-        if status in (401, 403):
-            raise KeyRejected(
-                f"{self.kind} rejected the key ({reason})", provider=self.kind, status=status
-            )
-
-        if status in _TRANSIENT_STATUSES or status >= 500:
-            raise ProviderUnavailable(
-                f"{self.kind} could not answer now ({reason})", provider=self.kind, status=status
-            )
-
-        raise UnexpectedResponse(
-            f"{self.kind} answered {call} with ({reason}); is the base URL right?",
-            provider=self.kind,
-            status=status,
+    ) -> dict[str, Any]:
+        response = await self._http.get(
+            client,
+            f"{base_url(endpoint)}/models",
+            key=key,
+            headers=auth_headers(key),
+            params=params,
+            call="GET /models",
         )
+        return self._parse_page(self._http.json(response, "a model list"))
 
-    def _parse_page(self, response: httpx.Response) -> _Page:
-        try:
-            payload = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            raise self._unexpected("a model list that is not JSON") from None
-
+    def _parse_page(self, payload: object) -> dict[str, Any]:
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
-            raise self._unexpected("a model list without a 'data' array")
+            raise self._http.unexpected("a model list without a 'data' array")
 
         entries = payload["data"]
         if not all(isinstance(e, dict) and isinstance(e.get("id"), str) for e in entries):
-            raise self._unexpected("a model without a string 'id'")
+            raise self._http.unexpected("a model without a string 'id'")
 
         has_more = payload.get("has_more")
         if has_more is not None and not isinstance(has_more, bool):
-            raise self._unexpected("a non-boolean 'has_more'")
+            raise self._http.unexpected("a non-boolean 'has_more'")
 
-        last_id = payload.get("last_id")
-        return _Page(
-            entries=entries,
-            has_more=bool(has_more),
-            last_id=last_id if isinstance(last_id, str) and last_id else None,
-        )
+        return payload
 
-    def _next_cursor(self, page: _Page) -> str:
+    def _next_cursor(self, payload: dict[str, Any]) -> str:
         # OpenAI names the cursor last_id; servers that omit it still page by the last entry.
-        if page.last_id is not None:
-            return page.last_id
+        last_id = payload.get("last_id")
+        if isinstance(last_id, str) and last_id:
+            return last_id
 
-        if not page.entries:
-            raise self._unexpected("'has_more' on an empty page with no 'last_id'")
+        if not payload["data"]:
+            raise self._http.unexpected("'has_more' on an empty page with no 'last_id'")
 
-        cursor: str = page.entries[-1]["id"]
+        cursor: str = payload["data"][-1]["id"]
         return cursor
 
     def _model(self, entry: dict[str, Any]) -> UpstreamModel:
@@ -213,70 +224,122 @@ class OpenAICompatibleAdapter:
         return UpstreamModel(
             id=entry["id"],
             owned_by=owned_by if isinstance(owned_by, str) else None,
-            created=created if _is_count(created) else None,
+            created=created if is_count(created) else None,
             raw=entry,
         )
 
-    def _unexpected(self, what: str) -> UnexpectedResponse:
-        return UnexpectedResponse(f"{self.kind} sent {what}", provider=self.kind, status=200)
 
-    def _log_call(
-        self, url: str, started: float, *, status: int | None = None, error: str | None = None
-    ) -> None:
-        # Host only: a full URL or the headers could carry credentials.
-        _log.info(
-            "provider_call",
-            provider=self.kind,
-            method="GET",
-            host=_host(url),
-            status=status,
-            error=error,
-            latency_ms=round((time.perf_counter() - started) * 1000, 1),
-        )
+class OpenAIStreamDecoder:
+    """An OpenAI-style SSE stream as chunks: each ``data:`` object is already a chunk."""
+
+    def __init__(self, adapter: OpenAICompatibleAdapter, key: ProviderKey) -> None:
+        self._adapter = adapter
+        self._key = key
+        self._parser = SSEParser()
+        self._usage: Usage | None = None
+        self._failure: UpstreamFailure | None = None
+        self._done = False
+        self._finished = False
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._usage
+
+    @property
+    def failure(self) -> UpstreamFailure | None:
+        return self._failure
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        return self._take(self._parser.feed(data))
+
+    def close(self) -> list[dict[str, Any]]:
+        chunks = self._take(self._parser.close())
+        # Some compatible servers omit [DONE]; a finish reason still says the answer is whole.
+        if self._failure is None and not (self._done or self._finished):
+            self._failure = failures.stream_ended_early(self._adapter.kind)
+        return chunks
+
+    def _take(self, events: list[Any]) -> list[dict[str, Any]]:
+        chunks: list[dict[str, Any]] = []
+        for event in events:
+            if self._failure is not None or self._done:
+                break
+
+            if event.data.strip() == "[DONE]":
+                self._done = True
+                break
+
+            chunk = self._chunk(event.data)
+            if chunk is not None:
+                chunks.append(chunk)
+        return chunks
+
+    def _chunk(self, data: str) -> dict[str, Any] | None:
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            self._failure = UpstreamFailure(
+                f"{self._adapter.kind} sent a stream event that is not JSON",
+                provider=self._adapter.kind,
+                status=502,
+                category="bad_response",
+            )
+            return None
+
+        if not isinstance(payload, dict):
+            return None
+
+        if payload.get("error") is not None:
+            self._failure = self._stream_error(payload["error"])
+            return None
+
+        chunk = self._adapter.normalize(payload)
+        usage = usage_of(chunk)
+        if usage is not None:
+            self._usage = usage if self._usage is None else self._usage.merged(usage)
+        choices = chunk.get("choices")
+        if isinstance(choices, list) and any(
+            isinstance(c, dict) and c.get("finish_reason") for c in choices
+        ):
+            self._finished = True
+        return chunk
+
+    def _stream_error(self, error: object) -> UpstreamFailure:
+        # OpenAI sends {"error": {...}} as an event when a stream fails midway; OpenRouter
+        # puts the upstream status in "code".
+        message, status = "the provider failed during the stream", 502
+        if isinstance(error, dict):
+            if isinstance(error.get("message"), str):
+                message = error["message"]
+            code = error.get("code")
+            if isinstance(code, int) and 400 <= code <= 599:
+                status = code
+        elif isinstance(error, str):
+            message = error
+        return failures.failure(self._adapter.kind, status, message, self._key)
 
 
-def _base_url(endpoint: Endpoint) -> str:
+def base_url(endpoint: Endpoint) -> str:
     return endpoint.base_url.rstrip("/")
 
 
-def _auth_headers(key: ProviderKey) -> dict[str, str]:
+def auth_headers(key: ProviderKey) -> dict[str, str]:
     return {"Authorization": f"Bearer {key.reveal()}"}
 
 
-def _host(url: str) -> str | None:
-    try:
-        return urlsplit(url).hostname
-    except ValueError:
-        return None
-
-
-def _describe_error(response: httpx.Response, key: ProviderKey) -> str:
-    """``"401 invalid_api_key: Incorrect API key provided…"``, scrubbed and short."""
-    code, message = _error_fields(response)
-    status = f"{response.status_code} {code}" if code else str(response.status_code)
-    message = " ".join(message[:_SCRUB_INPUT_LIMIT].split())
-    text = scrub(f"{status}: {message}" if message else status, key.reveal())
-    if len(text) <= _EXCERPT_LIMIT:
-        return text
-
-    return text[: _EXCERPT_LIMIT - 1] + "…"
-
-
-def _error_fields(response: httpx.Response) -> tuple[str | None, str]:
+def read_error_fields(content: bytes) -> tuple[str | None, str]:
     """The code and message of an OpenAI error body, or the raw text of any other body."""
+    text = content.decode("utf-8", errors="replace")
     try:
-        payload = orjson.loads(response.content)
+        payload = orjson.loads(content)
     except orjson.JSONDecodeError:
-        return None, response.text
+        return None, text
 
     error = payload.get("error") if isinstance(payload, dict) else None
     if isinstance(error, dict):
         code = error.get("code") or error.get("type")
         message = error.get("message")
-        return (
-            str(code) if code else None,
-            message if isinstance(message, str) else response.text,
-        )
+        return (str(code) if code else None, message if isinstance(message, str) else text)
 
     # Some compatible servers put a bare string in "error" or, like FastAPI, in "detail".
     for field in ("error", "detail", "message"):
@@ -284,29 +347,38 @@ def _error_fields(response: httpx.Response) -> tuple[str | None, str]:
         if isinstance(value, str):
             return None, value
 
-    return None, response.text
+    return None, text
 
 
-def _usage(payload: dict[str, Any]) -> Usage | None:
+def usage_of(payload: dict[str, Any]) -> Usage | None:
+    """Usage in OpenAI's chat fields, or in its Responses fields (also inside ``response``)."""
     usage = payload.get("usage")
+    if usage is None and isinstance(payload.get("response"), dict):
+        usage = payload["response"].get("usage")
     if not isinstance(usage, dict):
         return None
 
-    prompt_details = usage.get("prompt_tokens_details")
-    completion_details = usage.get("completion_tokens_details")
+    if "input_tokens" in usage and "prompt_tokens" not in usage:
+        return Usage(
+            input_tokens=count(usage, "input_tokens"),
+            output_tokens=count(usage, "output_tokens"),
+            cached_input_tokens=count(usage.get("input_tokens_details"), "cached_tokens"),
+            reasoning_tokens=count(usage.get("output_tokens_details"), "reasoning_tokens"),
+        )
+
     return Usage(
-        input_tokens=_count(usage, "prompt_tokens"),
-        output_tokens=_count(usage, "completion_tokens"),
-        cached_input_tokens=_count(prompt_details, "cached_tokens"),
-        reasoning_tokens=_count(completion_details, "reasoning_tokens"),
+        input_tokens=count(usage, "prompt_tokens"),
+        output_tokens=count(usage, "completion_tokens"),
+        cached_input_tokens=count(usage.get("prompt_tokens_details"), "cached_tokens"),
+        reasoning_tokens=count(usage.get("completion_tokens_details"), "reasoning_tokens"),
     )
 
 
-def _count(mapping: object, name: str) -> int:
+def count(mapping: object, name: str) -> int:
     # Compatible servers omit detail objects or send null counts; both mean none reported.
     value = mapping.get(name) if isinstance(mapping, dict) else None
-    return value if _is_count(value) else 0
+    return value if is_count(value) else 0
 
 
-def _is_count(value: object) -> TypeGuard[int]:
+def is_count(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0

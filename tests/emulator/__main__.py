@@ -9,6 +9,7 @@ import structlog
 import uvicorn
 
 from tests.emulator.app import create_app
+from tests.emulator.scenarios import SCENARIOS
 from tests.emulator.state import EmulatorState
 
 _log = structlog.get_logger("tests.emulator")
@@ -17,7 +18,7 @@ _log = structlog.get_logger("tests.emulator")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tests.emulator",
-        description="A local OpenAI-compatible provider for tests and benchmarks.",
+        description="A local stand-in for every model provider, for tests and benchmarks.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     parser.add_argument("--port", type=int, default=8900)
@@ -28,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--page-size", type=int, default=2, help="models per /v1/models page")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
     parser.add_argument("--stream-chunks", type=int, default=4, help="content chunks per stream")
+    parser.add_argument(
+        "--scenario", default="text", choices=SCENARIOS, help="how the model answers"
+    )
     parser.add_argument(
         "--no-echo-key",
         action="store_true",
@@ -44,6 +48,7 @@ def state_from(args: argparse.Namespace) -> EmulatorState:
         delay=args.delay,
         stream_chunks=args.stream_chunks,
         echo_key_in_errors=not args.no_echo_key,
+        scenario=args.scenario,
     )
 
 

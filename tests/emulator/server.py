@@ -47,6 +47,24 @@ async def running_emulator(state: EmulatorState, *, host: str = "127.0.0.1") -> 
         listener.close()
 
 
+# Where each provider kind's API sits on the emulator, relative to its root.
+_PROVIDER_PATHS = {
+    "anthropic": "/anthropic/v1",
+    "google": "/google/v1beta",
+    "bedrock": "/bedrock",
+}
+
+
+def provider_base_url(base_url: str, kind: str) -> str:
+    """The base URL a connection of ``kind`` uses on the emulator serving at ``base_url``.
+
+    Every OpenAI-style kind (openai, openai-compatible, xai, openrouter, groq, deepseek)
+    shares the ``/v1`` routes.
+    """
+    root = base_url.removesuffix("/v1")
+    return root + _PROVIDER_PATHS.get(kind, "/v1")
+
+
 def _bind_free_port(host: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)

@@ -1,7 +1,8 @@
 """What the emulator knows and remembers: keys, models, faults to inject, requests seen.
 
 Tests steer the emulator by changing this object directly, or over HTTP through the
-``/_emulator/`` control routes, which change the same object.
+``/_emulator/`` control routes, which change the same object. One state serves every
+provider's routes: the same keys, models and scenario, each in its own wire format.
 """
 
 from __future__ import annotations
@@ -30,6 +31,16 @@ class RecordedRequest:
             return None
 
         return credentials.strip()
+
+    @property
+    def api_key(self) -> str | None:
+        """The key however the provider takes it: bearer, ``x-api-key`` or ``x-goog-api-key``."""
+        return (
+            self.bearer
+            or self.headers.get("x-api-key")
+            or self.headers.get("x-goog-api-key")
+            or self.query.get("key")
+        )
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -69,6 +80,19 @@ class EmulatorState:
     echo_key_in_errors: bool = True
     owned_by: str = "emulator"
     created: int = 1_700_000_000
+    # How the model answers; see tests.emulator.scenarios for each one.
+    scenario: str = "text"
+    # OpenAI-format quirks to play: "openai", "groq" (x_groq usage), "deepseek" (cache
+    # hit fields), "openrouter" (SSE comment lines).
+    openai_flavour: str = "openai"
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    # Bedrock: inference profile ids, listed page_size at a time after the models.
+    inference_profiles: list[str] = field(default_factory=list)
+    # Gemini: models that only embed, which a chat gateway must leave out of its list.
+    embedding_models: list[str] = field(default_factory=list)
+    # Bedrock streams: write each event-stream frame in two pieces, split mid-prelude.
+    split_frames: bool = True
     requests: list[RecordedRequest] = field(default_factory=list)
     faults: deque[Fault] = field(default_factory=deque)
     streams_finished: int = 0
