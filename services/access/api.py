@@ -1,25 +1,25 @@
 """The routes of access: parse, call a handler or a query, shape the answer.
 
 ``/access/v1/...`` is the admin and self-service API, ``/access/internal/v1/introspect``
-the one route other services call. Access errors become HTTP answers here.
+the one route other services call. Access errors become HTTP answers here. The access
+dialog's reads (search, who may use what) are in ``api_dialog``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import structlog
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from services.access import queries
 from services.access.auth import CallingService, Operator, TokenDirectory
+from services.access.deps import AdminCaller, AnyCaller, RuntimeDep, request_id
 from services.access.domain import AccessError, Conflict, Forbidden, Invalid, NotFound
 from services.access.handlers import groups, members, rules, tokens
-from services.access.handlers.context import Caller
 from services.access.schemas import (
     AddMember,
+    ChangeRole,
     CreateGroup,
     CreateWorkspace,
     GrantAccess,
@@ -36,8 +36,6 @@ from services.access.schemas import (
     WorkspaceCreatedOut,
 )
 from shared.http import ApiError, error_body
-from shared.principal import AdminPrincipal, CurrentPrincipal, Principal
-from shared.runtime import Runtime
 
 _STATUS: dict[type[AccessError], int] = {NotFound: 404, Conflict: 409, Forbidden: 403, Invalid: 422}
 
@@ -48,36 +46,6 @@ def install_access_errors(app: FastAPI) -> None:
         status = next((s for cls, s in _STATUS.items() if isinstance(error, cls)), 400)
         return JSONResponse(error_body(error.code, error.message), status)
 
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-def _request_id() -> str | None:
-    value = structlog.contextvars.get_contextvars().get("request_id")
-    return value if isinstance(value, str) else None
-
-
-def _as_caller(principal: Principal) -> Caller:
-    # The request's log line then says whose request it was.
-    structlog.contextvars.bind_contextvars(
-        workspace_id=principal.workspace_id, user_id=principal.user_id
-    )
-    return Caller(principal, _request_id())
-
-
-async def _caller(principal: CurrentPrincipal) -> Caller:
-    return _as_caller(principal)
-
-
-async def _admin(principal: AdminPrincipal) -> Caller:
-    return _as_caller(principal)
-
-
-RuntimeDep = Annotated[Runtime, Depends(_runtime)]
-AnyCaller = Annotated[Caller, Depends(_caller)]
-AdminCaller = Annotated[Caller, Depends(_admin)]
 
 router = APIRouter(prefix="/access/v1")
 internal = APIRouter(prefix="/access/internal/v1")
@@ -94,7 +62,7 @@ async def create_workspace(body: CreateWorkspace, runtime: RuntimeDep) -> Worksp
         name=body.name,
         owner_email=body.owner_email,
         owner_name=body.owner_name,
-        correlation_id=_request_id(),
+        correlation_id=request_id(),
     )
     return WorkspaceCreatedOut.of(created)
 
@@ -146,7 +114,32 @@ async def get_member(user_id: str, caller: AdminCaller, runtime: RuntimeDep) -> 
 
 @router.post("/members/{user_id}/deactivate")
 async def deactivate_member(user_id: str, caller: AdminCaller, runtime: RuntimeDep) -> MemberOut:
+    """Suspend a member: their tokens, groups and rules stay but open nothing."""
     return MemberOut.of(await members.deactivate_member(runtime, caller, user_id))
+
+
+@router.post("/members/{user_id}/reactivate")
+async def reactivate_member(user_id: str, caller: AdminCaller, runtime: RuntimeDep) -> MemberOut:
+    """Lift a suspension: the member's tokens, groups and rules count again."""
+    return MemberOut.of(await members.reactivate_member(runtime, caller, user_id))
+
+
+@router.put("/members/{user_id}/role")
+async def change_role(
+    user_id: str, body: ChangeRole, caller: AdminCaller, runtime: RuntimeDep
+) -> MemberOut:
+    """Make a member an admin or a plain member; only an owner makes or unmakes owners."""
+    return MemberOut.of(await members.change_role(runtime, caller, user_id, body.role))
+
+
+@router.delete("/members/{user_id}", status_code=204)
+async def remove_member(user_id: str, caller: AdminCaller, runtime: RuntimeDep) -> Response:
+    """End a membership for good: tokens revoked, groups left, personal rules revoked.
+
+    The member's history stays in the log; the email may join again as a new member.
+    """
+    await members.remove_member(runtime, caller, user_id)
+    return Response(status_code=204)
 
 
 # tokens

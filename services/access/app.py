@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from services.access import subscribers
 from services.access.api import health, install_access_errors, internal, router
+from services.access.api_dialog import dialog
 from services.access.auth import TokenDirectory
 from services.access.settings import Settings
 from services.access.tables import metadata
@@ -51,5 +52,6 @@ def create_app() -> FastAPI:
     app.state.telemetry = instrument(app, "access")
     app.include_router(health)
     app.include_router(router)
+    app.include_router(dialog)
     app.include_router(internal)
     return app

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -24,6 +25,9 @@ from shared.secrets import GatewayToken
 Permission = Literal["can_view"]
 
 DISPLAY_PREFIX_LENGTH = 12
+# The access dialog shows a short list that narrows as the admin types.
+DIRECTORY_DEFAULT_LIMIT = 20
+DIRECTORY_MAX_LIMIT = 50
 _MAX_EMAIL_LENGTH = 254
 # Deliberately loose: one "@", something on each side, no spaces. Whether the address
 # receives mail is the identity provider's business, not ours.
@@ -100,10 +104,13 @@ class NewToken:
 
 @dataclass(frozen=True, slots=True)
 class Model:
+    """A model as access knows it from catalog's events."""
+
     id: str
     workspace_id: str
     name: str
     retired: bool
+    enabled: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +120,35 @@ class Rule:
     principal_kind: PrincipalKind
     principal_id: str
     permission: Permission
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryEntry:
+    """A person or a group that the access dialog offers for a rule."""
+
+    kind: Literal["user", "group"]
+    id: str
+    name: str
+    email: str | None
+    active: bool
+    # 0 when the name or email starts with the query, 1 when it only contains it.
+    rank: int
+
+
+@dataclass(frozen=True, slots=True)
+class Grantee:
+    """A member a model is granted to, with every rule that grants it to them."""
+
+    member: Member
+    rules: tuple[Rule, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GrantedModel:
+    """A model granted to one member, with every rule that grants it to them."""
+
+    model: Model
+    rules: tuple[Rule, ...]
 
 
 def normalise_email(raw: str) -> str:
@@ -149,12 +185,38 @@ def check_may_assign(actor_role: str, role: Role) -> None:
 
 
 def check_may_deactivate(actor_role: str, target: Member, active_owners: int) -> None:
+    _check_owner_kept(actor_role, target, active_owners, "deactivate")
+
+
+def check_may_remove(actor_role: str, target: Member, active_owners: int) -> None:
+    _check_owner_kept(actor_role, target, active_owners, "remove")
+
+
+def check_may_reactivate(actor_role: str, target: Member) -> None:
+    """Reactivating restores the member's role, so it takes the right to grant that role."""
     if target.is_owner and actor_role != "owner":
-        raise Forbidden("forbidden", "only an owner can deactivate an owner")
+        raise Forbidden("forbidden", "only an owner can reactivate an owner")
+
+
+def check_may_change_role(actor_role: str, target: Member, role: Role, active_owners: int) -> None:
+    """Admins move people between member and admin; owners are made and unmade by owners."""
+    if (role == "owner" or target.is_owner) and actor_role != "owner":
+        raise Forbidden("forbidden", "only an owner can make or unmake an owner")
+
+    if not target.active:
+        raise Conflict("member_inactive", f"member {target.id} is deactivated; reactivate first")
+
+    if target.is_owner and role != "owner" and active_owners <= 1:
+        raise Conflict("last_owner", "the last active owner of a workspace must stay an owner")
+
+
+def _check_owner_kept(actor_role: str, target: Member, active_owners: int, verb: str) -> None:
+    if target.is_owner and actor_role != "owner":
+        raise Forbidden("forbidden", f"only an owner can {verb} an owner")
 
     # A workspace without an active owner could never be administered again.
     if target.is_owner and target.active and active_owners <= 1:
-        raise Conflict("last_owner", "the last active owner of a workspace cannot be deactivated")
+        raise Conflict("last_owner", f"the last active owner of a workspace cannot be {verb}d")
 
 
 def check_may_revoke(actor_id: str, actor_role: str, token: Token) -> None:
@@ -166,3 +228,72 @@ def check_may_revoke(actor_id: str, actor_role: str, token: Token) -> None:
 def check_grantable(model: Model) -> None:
     if model.retired:
         raise Conflict("model_retired", f"model {model.name} is retired and cannot be granted")
+
+
+def directory_query(raw: str) -> str:
+    """What the admin typed, as the directory matches it: trimmed and lower-cased.
+
+    Wildcards stay literal characters; the query layer escapes them for LIKE.
+    """
+    query = raw.strip().lower()
+    if not query:
+        raise Invalid("invalid_query", "q must contain something other than spaces")
+
+    return query
+
+
+def directory_page(entries: Iterable[DirectoryEntry], limit: int) -> list[DirectoryEntry]:
+    """People and groups in one list: prefix matches first, then by name."""
+    ordered = sorted(entries, key=lambda e: (e.rank, e.name.lower(), e.kind, e.id))
+    return ordered[:limit]
+
+
+def grantees(
+    rules: Iterable[Rule], members: Iterable[Member], groups_of: Mapping[str, frozenset[str]]
+) -> list[Grantee]:
+    """Who the rules of one model give it to, each with the rules that do.
+
+    ``groups_of`` maps a member's id to the groups they belong to. Only active members
+    are answered: a deactivated member can use nothing, whatever the rules say.
+    """
+    rules = list(rules)
+    found = []
+    for member in members:
+        if not member.active:
+            continue
+
+        granting = tuple(r for r in rules if grants_to(r, member, groups_of.get(member.id, ())))
+        if granting:
+            found.append(Grantee(member, granting))
+    return sorted(found, key=lambda g: (g.member.display_name.lower(), g.member.id))
+
+
+def granted_models(
+    member: Member, rules: Iterable[Rule], models: Mapping[str, Model], groups: frozenset[str]
+) -> list[GrantedModel]:
+    """The models some rule gives to one member, each with the rules that do.
+
+    Retired models are left out: no rule can make them callable again.
+    """
+    by_model: dict[str, list[Rule]] = {}
+    for rule in rules:
+        if grants_to(rule, member, groups):
+            by_model.setdefault(rule.model_id, []).append(rule)
+
+    found = [
+        GrantedModel(models[model_id], tuple(granting))
+        for model_id, granting in by_model.items()
+        if model_id in models and not models[model_id].retired
+    ]
+    return sorted(found, key=lambda g: (g.model.name, g.model.id))
+
+
+def grants_to(rule: Rule, member: Member, groups: Iterable[str]) -> bool:
+    """Whether one rule gives its model to this member (rules of their workspace only)."""
+    if rule.principal_kind == "workspace":
+        return rule.principal_id == member.workspace_id
+
+    if rule.principal_kind == "group":
+        return rule.principal_id in groups
+
+    return rule.principal_id == member.id

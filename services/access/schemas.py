@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from services.access.domain import Group, Member, Permission, Rule, Token
+from services.access.domain import (
+    DirectoryEntry,
+    GrantedModel,
+    Grantee,
+    Group,
+    Member,
+    Model,
+    Permission,
+    Rule,
+    Token,
+)
 from services.access.handlers.members import NewWorkspace
 from services.access.handlers.tokens import IssuedToken
 from shared.events.schemas import PrincipalKind, Role
@@ -36,6 +46,10 @@ class AddMember(_Body):
     email: Email
     display_name: Name
     role: Role = "member"
+
+
+class ChangeRole(_Body):
+    role: Role
 
 
 class IssueToken(_Body):
@@ -203,3 +217,58 @@ class IntrospectionOut(BaseModel):
     user_id: str
     role: str
     token_id: str
+
+
+class DirectoryEntryOut(BaseModel):
+    kind: Literal["user", "group"]
+    id: str
+    name: str = Field(description="a member's display name, or a group's name")
+    email: str | None = Field(description="a member's email; null for a group")
+    active: bool = Field(description="false for a deactivated member; groups are always true")
+
+    @classmethod
+    def of(cls, entry: DirectoryEntry) -> DirectoryEntryOut:
+        return cls(
+            kind=entry.kind, id=entry.id, name=entry.name, email=entry.email, active=entry.active
+        )
+
+
+class ModelOut(BaseModel):
+    id: str
+    name: str
+    enabled: bool
+    retired: bool
+
+    @classmethod
+    def of(cls, model: Model) -> ModelOut:
+        return cls(id=model.id, name=model.name, enabled=model.enabled, retired=model.retired)
+
+
+class GranteeOut(BaseModel):
+    member: MemberOut
+    rules: list[RuleOut] = Field(description="every rule that gives the model to this member")
+
+    @classmethod
+    def of(cls, grantee: Grantee) -> GranteeOut:
+        return cls(
+            member=MemberOut.of(grantee.member), rules=[RuleOut.of(r) for r in grantee.rules]
+        )
+
+
+class ModelGranteesOut(BaseModel):
+    model: ModelOut
+    data: list[GranteeOut]
+
+
+class GrantedModelOut(BaseModel):
+    model: ModelOut
+    rules: list[RuleOut] = Field(description="every rule that gives this model to the member")
+
+    @classmethod
+    def of(cls, granted: GrantedModel) -> GrantedModelOut:
+        return cls(model=ModelOut.of(granted.model), rules=[RuleOut.of(r) for r in granted.rules])
+
+
+class MemberModelsOut(BaseModel):
+    member: MemberOut
+    data: list[GrantedModelOut]

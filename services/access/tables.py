@@ -37,13 +37,17 @@ users = Table(
     Column("id", String(_ID), primary_key=True),
     Column("workspace_id", String(_ID), ForeignKey(workspaces.c.id), nullable=False),
     Column("email", String(254), nullable=False),
-    # Lower-cased email: uniqueness per workspace ignores case.
-    Column("email_key", String(254), nullable=False),
+    # Lower-cased email: uniqueness per workspace ignores case. A removed member's key is
+    # cleared, so the address can join the workspace again as a new member.
+    Column("email_key", String(254)),
     Column("display_name", String(200), nullable=False),
     Column("role", String(16), nullable=False),
     Column("active", Boolean, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("deactivated_at", UTCDateTime()),
+    # A removed member stays as a row, so their id still names someone in old records,
+    # but every read of the workspace passes over them.
+    Column("removed_at", UTCDateTime()),
     UniqueConstraint("workspace_id", "email_key", name="users_workspace_email_key"),
 )
 

@@ -141,6 +141,24 @@ async def deactivation_case(lab: Lab) -> Case:
     return Case("member deactivated", lambda: token, 200, 401, change, restore)
 
 
+async def removal_case(lab: Lab) -> Case:
+    """Removal is final, so each run removes a new member, granted through a group."""
+    group = await lab.ws.ok("POST", "/access/v1/groups", json={"name": unique("team")})
+    await lab.grant("group", group["id"])
+    current: dict[str, Any] = {}
+
+    async def arrive() -> None:
+        member, token = await lab.newcomer()
+        await lab.ws.ok("PUT", f"/access/v1/groups/{group['id']}/members/{member['id']}")
+        current.update(member=member, token=token)
+
+    async def change() -> None:
+        await lab.ws.ok("DELETE", f"/access/v1/members/{current['member']['id']}")
+
+    await arrive()
+    return Case("member removed", lambda: str(current["token"]), 200, 401, change, arrive)
+
+
 async def token_revocation_case(lab: Lab) -> Case:
     member, _ = await lab.newcomer()
     await lab.grant("user", member["id"])
@@ -179,6 +197,7 @@ CASES: tuple[Callable[[Lab], Awaitable[Case]], ...] = (
     revocation_case,
     group_removal_case,
     deactivation_case,
+    removal_case,
     token_revocation_case,
     disabled_model_case,
 )

@@ -41,6 +41,10 @@ ANY_MEMBER = {
     ("GET", "/access/v1/tokens"),
     ("POST", "/access/v1/tokens"),
     ("DELETE", "/access/v1/tokens/{token_id}"),
+}
+# The model API is OpenAI's, served by the proxy ahead of its framework and so absent
+# from the proxy's OpenAPI document; every member may call it, nobody without a token.
+MODEL_API = {
     ("GET", "/v1/models"),
     ("GET", "/v1/models/{model_name}"),
     ("POST", "/v1/chat/completions"),
@@ -139,7 +143,7 @@ async def test_every_documented_route_is_listed_and_admin_ones_are_the_default(
     routes = {(r.method, r.template) for r in await documented_routes(gateway)}
 
     assert routes >= ANY_MEMBER | OPERATOR
-    assert {t.split("/")[1] for _, t in routes} >= {"access", "keyvault", "catalog", "v1"}
+    assert {t.split("/")[1] for _, t in routes} >= {"access", "keyvault", "catalog"}
 
 
 async def test_admin_routes_refuse_members_and_anonymous_callers(
@@ -202,7 +206,7 @@ async def test_operator_and_member_routes_refuse_anonymous_callers(
     gateway: httpx.AsyncClient, ready: ReadyModel, ids: dict[str, str]
 ) -> None:
     """The operator route refuses a member and an owner as much as nobody; the routes
-    every member may use still want a token."""
+    every member may use, the model API among them, still want a token."""
     wrong = []
     for route in [
         r for r in await documented_routes(gateway) if (r.method, r.template) in OPERATOR
@@ -215,9 +219,11 @@ async def test_operator_and_member_routes_refuse_anonymous_callers(
             response = await attempt(gateway, route, ids, headers)
             if response.status_code not in (401, 403):
                 wrong.append(f"{route} with {sorted(headers)}: {response.status_code}")
-    for route in [
+    open_to_members = [
         r for r in await documented_routes(gateway) if (r.method, r.template) in ANY_MEMBER
-    ]:
+    ]
+    open_to_members += [Route(m, t, (), m == "POST") for m, t in sorted(MODEL_API)]
+    for route in open_to_members:
         response = await attempt(gateway, route, ids, {})
         if response.status_code != 401:
             wrong.append(f"{route} anonymous: {response.status_code}")

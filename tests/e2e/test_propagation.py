@@ -1,8 +1,8 @@
 """Each admin change takes effect at the proxy within a bound, with nothing restarted.
 
 The proxy decides from a view that follows the event stream. A grant, a revoked rule, a
-removal from a group, a deactivated member, a revoked token and a disabled model must
-each change the answer to a real call soon after the admin's call returns. The bound
+removal from a group, a deactivated or removed member, a revoked token and a disabled
+model must each change the answer to a real call soon after the admin's call returns. The bound
 here is generous for a busy test machine; ``bench/propagation.py`` measures the delay.
 """
 

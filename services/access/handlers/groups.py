@@ -104,7 +104,8 @@ async def _group_and_member(
     if await queries.group(conn, caller.workspace_id, group_id) is None:
         raise NotFound("group_not_found", f"no group {group_id} in this workspace")
 
-    member = await queries.member(conn, caller.workspace_id, user_id)
+    # The lock waits for a removal of this member under way, which empties their groups.
+    member = await queries.member(conn, caller.workspace_id, user_id, for_update=True)
     if member is None:
         raise NotFound("member_not_found", f"no member {user_id} in this workspace")
 

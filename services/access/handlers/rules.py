@@ -101,7 +101,11 @@ async def _grantee(
     if kind == "group" and await queries.group(conn, caller.workspace_id, principal_id) is None:
         raise NotFound("group_not_found", f"no group {principal_id} in this workspace")
 
-    if kind == "user" and await queries.member(conn, caller.workspace_id, principal_id) is None:
+    # The lock waits for a removal of this member under way, which revokes their rules.
+    if (
+        kind == "user"
+        and await queries.member(conn, caller.workspace_id, principal_id, for_update=True) is None
+    ):
         raise NotFound("member_not_found", f"no member {principal_id} in this workspace")
 
     return principal_id

@@ -44,7 +44,8 @@ async def issue_token(
     check_expiry(expires_at, utcnow())
 
     async with runtime.engine.begin() as conn:
-        member = await queries.member(conn, caller.workspace_id, user_id)
+        # The lock waits for a deactivation or removal of this member under way.
+        member = await queries.member(conn, caller.workspace_id, user_id, for_update=True)
         if member is None:
             raise NotFound("member_not_found", f"no member {user_id} in this workspace")
 
