@@ -15,7 +15,7 @@ import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from shared.events.schemas import PrincipalKind, Role
@@ -173,9 +173,31 @@ def new_token() -> NewToken:
     )
 
 
+# Far enough for any real use, near enough for every database to store and read back.
+MAX_TOKEN_LIFETIME = timedelta(days=5 * 366)
+
+
 def check_expiry(expires_at: datetime | None, now: datetime) -> None:
-    if expires_at is not None and expires_at <= now:
+    if expires_at is None:
+        return
+
+    if expires_at <= now:
         raise Invalid("invalid_expiry", "expires_at must be in the future")
+
+    if expires_at > now + MAX_TOKEN_LIFETIME:
+        raise Invalid(
+            "invalid_expiry",
+            f"expires_at may be at most {MAX_TOKEN_LIFETIME.days} days ahead; "
+            "omit it for a token that does not expire",
+        )
+
+
+def check_may_act_on_tokens_of(
+    actor_id: str, actor_role: str, holder_id: str, holder_role: str
+) -> None:
+    """Only an owner issues or revokes another owner's tokens: an admin must not take over."""
+    if holder_role == "owner" and holder_id != actor_id and actor_role != "owner":
+        raise Forbidden("forbidden", "only an owner can issue or revoke an owner's tokens")
 
 
 def check_may_assign(actor_role: str, role: Role) -> None:

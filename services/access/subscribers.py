@@ -41,7 +41,14 @@ async def _apply(conn: AsyncConnection, envelope: Envelope, event: ModelEvent) -
             retired=False,
             discovered_at=envelope.time,
         )
-        await conn.execute(statement.on_conflict_do_nothing())
+        # A model the provider offers again after retiring it comes back under its id,
+        # disabled, and may be granted again; its workspace never changes.
+        statement = statement.on_conflict_do_update(
+            index_elements=[models.c.id],
+            set_={"retired": False, "enabled": False},
+            where=models.c.workspace_id == envelope.workspaceid,
+        )
+        await conn.execute(statement)
         return
 
     flags: dict[type[ModelEvent], dict[str, bool]] = {

@@ -808,3 +808,101 @@ async def test_every_change_is_an_event_stored_and_published(
     while missing and time.monotonic() < deadline:
         missing -= await published_ids(js, stack)
     assert not missing, f"{len(missing)} events never reached the stream"
+
+
+async def test_a_model_offered_again_after_retirement_can_be_granted_again(
+    client: httpx.AsyncClient, stack: Stack, js: JetStreamContext
+) -> None:
+    """A retired model that the provider lists again comes back grantable under its old id."""
+    ws = await new_workspace(client, stack)
+    model_id = await discover_model(js, stack, ws.id)
+    member = await add_member(client, ws)
+    body = {"principal_kind": "workspace"}
+    assert (await grant_once_known(client, ws, model_id, body)).status_code == 201
+    connection_id = str(uuid.uuid4())
+    await publish_catalog_event(
+        js, stack, ws.id, ModelRetired(model_id=model_id, connection_id=connection_id)
+    )
+    again = ModelDiscovered(
+        model_id=model_id,
+        connection_id=connection_id,
+        model_name="conn/back",
+        upstream_id="back",
+        provider="openai-compatible",
+    )
+
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    retired_seen = False
+    while time.monotonic() < deadline:
+        response = await client.post(
+            f"/access/v1/models/{model_id}/rules",
+            json={"principal_kind": "user", "principal_id": member["id"]},
+            headers=bearer(ws.token),
+        )
+        if response.status_code == 409 and response.json()["error"]["code"] == "model_retired":
+            retired_seen = True
+            break
+        if response.status_code == 201:
+            await client.delete(
+                f"/access/v1/models/{model_id}/rules/{response.json()['id']}",
+                headers=bearer(ws.token),
+            )
+        await asyncio.sleep(0.1)
+    assert retired_seen
+
+    await publish_catalog_event(js, stack, ws.id, again)
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    status = None
+    while time.monotonic() < deadline:
+        response = await client.post(
+            f"/access/v1/models/{model_id}/rules",
+            json={"principal_kind": "user", "principal_id": member["id"]},
+            headers=bearer(ws.token),
+        )
+        status = response.status_code
+        if status == 201:
+            break
+        await asyncio.sleep(0.1)
+    assert status == 201
+
+
+async def test_an_admin_can_neither_mint_nor_revoke_an_owners_tokens(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    """Issuing a token for the owner, or revoking the owner's token, is an owner's act: an admin gets 403."""
+    ws = await new_workspace(client, stack)
+    admin = await add_member(client, ws, role="admin")
+    admin_token = (await issue_token(client, ws, admin["id"]))["token"]
+    owner_tokens = (await client.get("/access/v1/tokens", headers=bearer(ws.token))).json()["data"]
+
+    minted = await client.post(
+        f"/access/v1/members/{ws.owner_id}/tokens",
+        json={"name": "takeover"},
+        headers=bearer(admin_token),
+    )
+    revoked = await client.delete(
+        f"/access/v1/tokens/{owner_tokens[0]['id']}", headers=bearer(admin_token)
+    )
+
+    assert minted.status_code == 403
+    assert revoked.status_code == 403
+    assert (await client.get("/access/v1/me", headers=bearer(ws.token))).status_code == 200
+
+
+async def test_token_expiry_far_in_the_future_is_refused(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    """An expiry beyond five years is a 422, so no token can be stored that cannot be read back and revoked."""
+    ws = await new_workspace(client, stack)
+    member = await add_member(client, ws)
+
+    far = await issue_token_response(
+        client, ws, member["id"], expires_at="9999-12-31T23:59:59-14:00"
+    )
+    near = await issue_token_response(client, ws, member["id"], expires_at="2030-01-01T00:00:00Z")
+
+    assert far.status_code == 422
+    assert far.json()["error"]["code"] == "invalid_expiry"
+    assert near.status_code == 201
+    listed = await client.get(f"/access/v1/members/{member['id']}/tokens", headers=bearer(ws.token))
+    assert listed.status_code == 200

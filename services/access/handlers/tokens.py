@@ -16,6 +16,7 @@ from services.access.domain import (
     NotFound,
     Token,
     check_expiry,
+    check_may_act_on_tokens_of,
     check_may_revoke,
     new_token,
 )
@@ -52,6 +53,9 @@ async def issue_token(
         if not member.active:
             raise Conflict("member_inactive", f"member {user_id} is deactivated")
 
+        check_may_act_on_tokens_of(
+            caller.principal.user_id, caller.principal.role, member.id, member.role
+        )
         issued = await insert_token(runtime, conn, member, name, expires_at, caller.actor)
 
     runtime.events_committed()
@@ -66,6 +70,11 @@ async def revoke_token(runtime: Runtime, caller: Caller, token_id: str) -> None:
             raise NotFound("token_not_found", "no such token in this workspace")
 
         check_may_revoke(caller.principal.user_id, caller.principal.role, token)
+        holder = await queries.member(conn, caller.workspace_id, token.user_id)
+        if holder is not None:
+            check_may_act_on_tokens_of(
+                caller.principal.user_id, caller.principal.role, holder.id, holder.role
+            )
         if token.revoked_at is not None:
             return
 
