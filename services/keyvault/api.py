@@ -2,12 +2,16 @@
 
 Admin routes (``/keyvault/v1``) take a workspace admin's gateway token and only ever show
 a masked key. The internal route (``/keyvault/internal/v1``) hands out a plain key, and
-takes nothing but a service credential from a service allowed to read keys.
+takes nothing but a service credential from a service allowed to read keys. The keyring
+route (``/keyvault/v1/keyring``) acts on every workspace's secrets at once, so it takes
+the install operator's token, never a workspace admin's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 from datetime import datetime
 from typing import Annotated, Final
 
@@ -22,6 +26,7 @@ from services.keyvault.domain import (
     Connect,
     Connection,
     Disconnect,
+    KeyReads,
     RotateKey,
     VerificationFailed,
     provider_key,
@@ -35,9 +40,10 @@ from services.keyvault.errors import (
     SecretUnreadable,
 )
 from services.keyvault.handlers import Handlers
+from services.keyvault.rewrapping import Rewrapper
 from shared.events.store import Actor
 from shared.http import ApiError, error_body
-from shared.principal import TOKEN_PREFIX, AdminPrincipal, Principal
+from shared.principal import TOKEN_PREFIX, AdminPrincipal, Principal, bearer_token
 from shared.service_auth import InvalidServiceCredential, ServiceSigner
 
 log = structlog.get_logger(__name__)
@@ -68,6 +74,26 @@ class RotateKeyRequest(BaseModel):
     api_key: SecretStr
 
 
+class KeyReadsOut(BaseModel):
+    """How often one gateway service was handed one version of the connection's key."""
+
+    reader: str = Field(description="the service that read the key: proxy, catalog")
+    secret_version: int
+    read_count: int
+    first_read_at: datetime
+    last_read_at: datetime
+
+    @classmethod
+    def of(cls, reads: KeyReads) -> KeyReadsOut:
+        return cls(
+            reader=reads.reader,
+            secret_version=reads.secret_version,
+            read_count=reads.read_count,
+            first_read_at=reads.first_read_at,
+            last_read_at=reads.last_read_at,
+        )
+
+
 class ConnectionOut(BaseModel):
     id: str
     provider: str
@@ -76,12 +102,14 @@ class ConnectionOut(BaseModel):
     masked_key: str
     fingerprint: str
     status: str
+    secret_version: int = Field(description="1 at connect, one more at each rotation")
     connected_at: datetime
     connected_by: str
     key_rotated_at: datetime | None
     disconnected_at: datetime | None
     read_count: int
     last_read_at: datetime | None
+    reads: list[KeyReadsOut] = Field(description="who read which version of the key, how often")
 
     @classmethod
     def of(cls, connection: Connection) -> ConnectionOut:
@@ -93,17 +121,26 @@ class ConnectionOut(BaseModel):
             masked_key=connection.masked_key,
             fingerprint=connection.fingerprint,
             status=connection.status,
+            secret_version=connection.secret_version,
             connected_at=connection.connected_at,
             connected_by=connection.connected_by,
             key_rotated_at=connection.key_rotated_at,
             disconnected_at=connection.disconnected_at,
             read_count=connection.read_count,
             last_read_at=connection.last_read_at,
+            reads=[KeyReadsOut.of(r) for r in connection.reads],
         )
 
 
 class ConnectionList(BaseModel):
     data: list[ConnectionOut]
+
+
+class RewrapOut(BaseModel):
+    keyring_version: str = Field(description="the active keyring version secrets moved to")
+    rewrapped: int
+    unreadable: list[str] = Field(description="ids of connections whose secret did not open")
+    event_id: str = Field(description="the keyring.secrets_rewrapped event recording the run")
 
 
 class KeyOut(BaseModel):
@@ -143,12 +180,41 @@ async def _key_reader(
     return service
 
 
+async def _operator(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> None:
+    """The install operator's token, and only in ``Authorization``; a gateway token is 403."""
+    operator_token: SecretStr = request.app.state.operator_token
+    expected = operator_token.get_secret_value()
+    presented = bearer_token(authorization, x_api_key)
+    if presented is None:
+        raise ApiError(401, "unauthenticated", "the operator token is required")
+
+    if expected and authorization and _same_secret(presented.reveal(), expected):
+        return
+
+    if presented.reveal().startswith(TOKEN_PREFIX):
+        raise ApiError(403, "forbidden", "the keyring is the install operator's, not a workspace's")
+
+    raise ApiError(401, "unauthenticated", "the operator token is required")
+
+
+def _rewrapper(request: Request) -> Rewrapper:
+    rewrapper: Rewrapper = request.app.state.rewrapper
+    return rewrapper
+
+
 HandlersDep = Annotated[Handlers, Depends(_handlers)]
 KeyReader = Annotated[str, Depends(_key_reader)]
+Operator = Annotated[None, Depends(_operator)]
+RewrapperDep = Annotated[Rewrapper, Depends(_rewrapper)]
 
 health = APIRouter(prefix="/keyvault", tags=["health"])
 admin = APIRouter(prefix="/keyvault/v1", tags=["connections"])
 internal = APIRouter(prefix="/keyvault/internal/v1", tags=["internal"])
+operator = APIRouter(prefix="/keyvault/v1/keyring", tags=["keyring"])
 
 
 @health.get("/healthz")
@@ -218,11 +284,27 @@ async def disconnect(
     return Response(status_code=204)
 
 
+@operator.post("/rewrap", response_model=RewrapOut)
+async def rewrap(_operator: Operator, rewrapper: RewrapperDep) -> RewrapOut:
+    """Move every stored secret to the active keyring entry, as the rewrap command does.
+
+    Safe while keyvault serves and beside another rewrap. It answers when every secret
+    has been tried; one that does not open is listed and left where it is.
+    """
+    report = await rewrapper.rewrap(_system_actor("operator"), via="api")
+    return RewrapOut(
+        keyring_version=report.keyring_version,
+        rewrapped=report.rewrapped,
+        unreadable=list(report.unreadable),
+        event_id=report.event_id,
+    )
+
+
 @internal.get("/connections/{connection_id}/key", response_model=KeyOut)
 async def release_key(
-    connection_id: str, _service: KeyReader, handlers: HandlersDep, response: Response
+    connection_id: str, service: KeyReader, handlers: HandlersDep, response: Response
 ) -> KeyOut:
-    release = await handlers.release_key(connection_id)
+    release = await handlers.release_key(connection_id, reader=service)
     response.headers["Cache-Control"] = "no-store"
     # The one place a plain key leaves keyvault.
     return KeyOut(
@@ -254,9 +336,25 @@ def _succeeded(result: Connection | VerificationFailed) -> Connection:
 
 
 def _actor(principal: Principal) -> Actor:
-    request_id = structlog.contextvars.get_contextvars().get("request_id")
     return Actor(
         workspace_id=principal.workspace_id,
         actor_id=principal.user_id,
-        correlation_id=request_id if isinstance(request_id, str) else None,
+        correlation_id=_request_id(),
+    )
+
+
+def _system_actor(actor_id: str) -> Actor:
+    # Install-wide actions belong to no workspace.
+    return Actor(workspace_id=None, actor_id=actor_id, correlation_id=_request_id())
+
+
+def _request_id() -> str | None:
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    return request_id if isinstance(request_id, str) else None
+
+
+def _same_secret(presented: str, expected: str) -> bool:
+    # Comparing digests keeps the comparison constant-time whatever the lengths.
+    return hmac.compare_digest(
+        hashlib.sha256(presented.encode()).digest(), hashlib.sha256(expected.encode()).digest()
     )

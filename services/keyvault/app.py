@@ -10,10 +10,11 @@ from typing import Final
 import httpx
 from fastapi import FastAPI
 
-from services.keyvault.api import admin, health, install_keyvault_errors, internal
+from services.keyvault.api import admin, health, install_keyvault_errors, internal, operator
 from services.keyvault.cipher import EnvelopeCipher
 from services.keyvault.handlers import Handlers
 from services.keyvault.repository import ConnectionRepository
+from services.keyvault.rewrapping import Rewrapper
 from services.keyvault.settings import Settings
 from services.keyvault.tables import define_tables
 from shared.http import install_error_handlers
@@ -62,10 +63,14 @@ def create_app() -> FastAPI:
         openapi_url=f"/{SERVICE}/openapi.json",
         redoc_url=None,
     )
+    repository = ConnectionRepository(tables)
+    cipher = EnvelopeCipher(keyring)
     app.state.runtime = runtime
-    app.state.handlers = Handlers(
-        runtime, ConnectionRepository(tables), EnvelopeCipher(keyring), provider_client
+    app.state.handlers = Handlers(runtime, repository, cipher, provider_client)
+    app.state.rewrapper = Rewrapper(
+        runtime.engine, runtime.store, repository, cipher, runtime.events_committed
     )
+    app.state.operator_token = settings.operator_token
     app.state.introspector = Introspector(
         access_client, settings.access_url, signer, service=SERVICE
     )
@@ -78,4 +83,5 @@ def create_app() -> FastAPI:
     app.include_router(health)
     app.include_router(admin)
     app.include_router(internal)
+    app.include_router(operator)
     return app

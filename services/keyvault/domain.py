@@ -53,6 +53,17 @@ class Disconnect:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyReads:
+    """How often one service was handed one version of a connection's key."""
+
+    reader: str
+    secret_version: int
+    read_count: int
+    first_read_at: datetime
+    last_read_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Connection:
     """A workspace's link to a provider, as admins see it: never the key itself."""
 
@@ -71,6 +82,8 @@ class Connection:
     disconnected_at: datetime | None
     read_count: int
     last_read_at: datetime | None
+    # Who was handed the key, which version of it and how often; newest versions first.
+    reads: tuple[KeyReads, ...] = ()
 
     @property
     def stream_id(self) -> str:

@@ -9,13 +9,13 @@ stream version loaded before the check, so a concurrent change makes it fail, no
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import httpx
 import structlog
+from opentelemetry import metrics
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.keyvault.cipher import EnvelopeCipher, SecretOwner
 from services.keyvault.domain import (
@@ -34,7 +34,6 @@ from services.keyvault.errors import (
     ConnectionDisconnected,
     ConnectionNameTaken,
     ConnectionNotFound,
-    SecretUnreadable,
 )
 from services.keyvault.repository import NAME_INDEX, ConnectionRepository
 from shared.events.schemas import (
@@ -75,6 +74,11 @@ class Handlers:
         self._connections = repository
         self._cipher = cipher
         self._provider_client = provider_client
+        self._key_reads = metrics.get_meter("byom.keyvault").create_counter(
+            "byom.keyvault.key_reads",
+            unit="{read}",
+            description="Provider keys handed to gateway services, by reading service.",
+        )
 
     async def connect(self, command: Connect, actor: Actor) -> Connection | VerificationFailed:
         provider = check_provider(command.provider, known_kinds())
@@ -143,20 +147,28 @@ class Handlers:
 
         self._runtime.events_committed()
 
-    async def release_key(self, connection_id: str) -> KeyRelease:
-        """The plain key of an active connection, for another gateway service; counts the read."""
+    async def release_key(self, connection_id: str, reader: str) -> KeyRelease:
+        """The plain key of an active connection, for the gateway service ``reader``.
+
+        Each read is counted, per connection, key version and reader, in the database and
+        as a metric, rather than logged: admins see who used which key and how often.
+        """
         async with self._engine.begin() as conn:
-            stored = await self._connections.read_secret(conn, connection_id, datetime.now(UTC))
+            stored = await self._connections.read_secret(
+                conn, connection_id, reader, datetime.now(UTC)
+            )
 
         if stored is None:
             raise ConnectionNotFound(f"no active connection {connection_id}")
 
+        api_key = self._cipher.open(stored.sealed, stored.owner)
+        self._key_reads.add(1, {"byom.key_reader": reader})
         return KeyRelease(
             connection_id=connection_id,
             workspace_id=stored.owner.workspace_id,
             provider=stored.provider,
             base_url=stored.base_url,
-            api_key=self._cipher.open(stored.sealed, stored.owner),
+            api_key=api_key,
         )
 
     async def connections(self, workspace_id: str) -> list[Connection]:
@@ -288,54 +300,3 @@ class Handlers:
 def _without_key(message: str, key: ProviderKey) -> str:
     # The adapter already scrubs what providers say; this guard holds even if one forgets.
     return message.replace(key.reveal(), "[redacted]")
-
-
-@dataclass(frozen=True, slots=True)
-class RewrapReport:
-    """How a rewrap went: how many secrets moved, and which could not be opened."""
-
-    moved: int
-    unreadable: tuple[str, ...]
-
-
-async def rewrap_secrets(
-    engine: AsyncEngine, repository: ConnectionRepository, cipher: EnvelopeCipher
-) -> RewrapReport:
-    """Move every live data key to the active keyring entry.
-
-    Each secret moves in its own short transaction with its row locked, so a rotation or
-    a disconnect running at the same time waits for it instead of being overwritten. A
-    secret that does not open is left as it is and reported; the others still move.
-    """
-    active = cipher.keyring.active_version
-    async with engine.connect() as conn:
-        candidates = await repository.wrapped_under_other_than(conn, active)
-
-    moved, unreadable = 0, []
-    for connection_id in candidates:
-        try:
-            moved += await _rewrap_one(engine, repository, cipher, connection_id)
-        except SecretUnreadable as error:
-            log.error("secret_unreadable", connection_id=connection_id, reason=str(error))
-            unreadable.append(connection_id)
-
-    return RewrapReport(moved=moved, unreadable=tuple(unreadable))
-
-
-async def _rewrap_one(
-    engine: AsyncEngine,
-    repository: ConnectionRepository,
-    cipher: EnvelopeCipher,
-    connection_id: str,
-) -> int:
-    active = cipher.keyring.active_version
-    async with engine.begin() as conn:
-        stored = await repository.secret_for_update(conn, connection_id)
-        if stored is None or stored.sealed.shredded or stored.sealed.keyring_version == active:
-            return 0
-
-        rewrapped = cipher.rewrap(stored.sealed, stored.owner)
-        await repository.store_wrapping(conn, connection_id, rewrapped)
-
-    log.debug("secret_rewrapped", connection_id=connection_id, keyring_version=active)
-    return 1

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -10,8 +12,9 @@ from sqlalchemy import Row, Select, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.keyvault.cipher import SealedSecret, SecretOwner
-from services.keyvault.domain import Connection
+from services.keyvault.domain import Connection, KeyReads
 from services.keyvault.tables import Tables
+from shared.db import upsert
 
 NAME_INDEX = "connections_active_name_key"
 
@@ -32,6 +35,7 @@ class ConnectionRepository:
     def __init__(self, tables: Tables) -> None:
         self._connections = tables.connections
         self._secrets = tables.secrets
+        self._reads = tables.key_reads
 
     async def get(
         self, conn: AsyncConnection, workspace_id: str, connection_id: str
@@ -39,12 +43,16 @@ class ConnectionRepository:
         c = self._connections
         query = self._select().where(c.c.workspace_id == workspace_id, c.c.id == connection_id)
         row = (await conn.execute(query)).first()
-        return _connection(row) if row is not None else None
+        if row is None:
+            return None
+
+        return (await self._with_reads(conn, [_connection(row)]))[0]
 
     async def in_workspace(self, conn: AsyncConnection, workspace_id: str) -> list[Connection]:
         c = self._connections
         query = self._select().where(c.c.workspace_id == workspace_id).order_by(c.c.connected_at)
-        return [_connection(row) for row in await conn.execute(query)]
+        connections = [_connection(row) for row in await conn.execute(query)]
+        return await self._with_reads(conn, connections)
 
     async def name_in_use(self, conn: AsyncConnection, workspace_id: str, name: str) -> bool:
         c = self._connections
@@ -115,10 +123,12 @@ class ConnectionRepository:
         )
 
     async def read_secret(
-        self, conn: AsyncConnection, connection_id: str, at: datetime
+        self, conn: AsyncConnection, connection_id: str, reader: str, at: datetime
     ) -> StoredSecret | None:
         """An active connection's sealed key, counting the read in the same transaction."""
         c, s = self._connections, self._secrets
+        # Updating the connection first locks its row: a disconnect in flight finishes
+        # before this read, which then finds the connection no longer active.
         counted = (
             update(c)
             .where(c.c.id == connection_id, c.c.status == "active")
@@ -144,7 +154,35 @@ class ConnectionRepository:
             .where(c.c.id == connection_id)
         )
         row = (await conn.execute(query)).first()
-        return _stored_secret(connection_id, row) if row is not None else None
+        if row is None:
+            return None
+
+        await self._count_read(conn, connection_id, row.secret_version, reader, at)
+        return _stored_secret(connection_id, row)
+
+    async def _count_read(
+        self,
+        conn: AsyncConnection,
+        connection_id: str,
+        secret_version: int,
+        reader: str,
+        at: datetime,
+    ) -> None:
+        r = self._reads
+        first = upsert(conn, r).values(
+            connection_id=connection_id,
+            secret_version=secret_version,
+            reader=reader,
+            read_count=1,
+            first_read_at=at,
+            last_read_at=at,
+        )
+        await conn.execute(
+            first.on_conflict_do_update(
+                index_elements=[r.c.connection_id, r.c.secret_version, r.c.reader],
+                set_={"read_count": r.c.read_count + 1, "last_read_at": at},
+            )
+        )
 
     async def wrapped_under_other_than(self, conn: AsyncConnection, version: str) -> list[str]:
         """Ids of connections whose live data key is wrapped under another keyring version."""
@@ -191,6 +229,25 @@ class ConnectionRepository:
                 wrap_nonce=sealed.wrap_nonce,
             )
         )
+
+    async def _with_reads(
+        self, conn: AsyncConnection, connections: Sequence[Connection]
+    ) -> list[Connection]:
+        r = self._reads
+        if not connections:
+            return []
+
+        query = (
+            select(r)
+            .where(r.c.connection_id.in_([c.id for c in connections]))
+            .order_by(r.c.connection_id, r.c.secret_version.desc(), r.c.reader)
+        )
+        reads: defaultdict[str, list[KeyReads]] = defaultdict(list)
+        for row in await conn.execute(query):
+            fields = row._asdict()
+            reads[fields.pop("connection_id")].append(KeyReads(**fields))
+
+        return [replace(c, reads=tuple(reads[c.id])) for c in connections]
 
     def _select(self) -> Select[Any]:
         c, s = self._connections, self._secrets

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.keyvault.cipher import Keyring
 from services.keyvault.errors import KeyringInvalid
 from shared.config import ServiceSettings
 
+_MIN_OPERATOR_TOKEN_LENGTH: Final = 24
+_PLACEHOLDERS: Final = frozenset({"changeme", "change-me", "secret", "placeholder", "operator"})
+
 
 class Settings(ServiceSettings):
-    """Where the keyring comes from, and who may read keys."""
+    """Where the keyring comes from, who may read keys, and who may rewrap them."""
 
     # Validation errors would otherwise print the raw input, keyring included.
     model_config = SettingsConfigDict(hide_input_in_errors=True)
@@ -24,6 +28,20 @@ class Settings(ServiceSettings):
     # Services whose credentials may read a plain key from the internal route.
     key_readers: frozenset[str] = frozenset({"catalog", "proxy"})
     provider_timeout_seconds: float = Field(default=15.0, gt=0)
+    # The install operator's token; it alone may start a rewrap over HTTP. Empty (the
+    # default) turns that route off, leaving the rewrap command.
+    operator_token: SecretStr = SecretStr("")
+
+    @model_validator(mode="after")
+    def _refuse_weak_operator_token(self) -> Settings:
+        token = self.operator_token.get_secret_value()
+        if token and (token.lower() in _PLACEHOLDERS or len(token) < _MIN_OPERATOR_TOKEN_LENGTH):
+            raise ValueError(
+                "BYOM_OPERATOR_TOKEN must be empty or a random value of at least "
+                f"{_MIN_OPERATOR_TOKEN_LENGTH} characters"
+            )
+
+        return self
 
     def load_keyring(self) -> Keyring:
         """The keyring, or KeyringInvalid saying exactly what is wrong with it."""

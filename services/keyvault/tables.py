@@ -2,7 +2,9 @@
 
 ``connections`` is what admins see; ``connection_secrets`` holds the sealed key of each
 connection, one row per connection, replaced on rotation. The two are apart so that the
-key material sits in one place that is easy to audit and to scan.
+key material sits in one place that is easy to audit and to scan. ``key_reads`` counts,
+per connection, key version and reading service, how often the plain key was handed out:
+a counter, not a log of each read.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Tables:
     metadata: MetaData
     connections: Table
     secrets: Table
+    key_reads: Table
 
 
 def define_tables() -> Tables:
@@ -84,4 +87,20 @@ def define_tables() -> Tables:
         Column("wrap_nonce", LargeBinary),
         Column("sealed_at", UTCDateTime(), nullable=False),
     )
-    return Tables(metadata=metadata, connections=connections, secrets=secrets)
+    key_reads = Table(
+        "key_reads",
+        metadata,
+        Column(
+            "connection_id",
+            String(36),
+            ForeignKey(connections.c.id, ondelete="RESTRICT"),
+            primary_key=True,
+        ),
+        Column("secret_version", Integer, primary_key=True),
+        # The service whose credential read the key: "proxy", "catalog".
+        Column("reader", String(40), primary_key=True),
+        Column("read_count", BigInteger, nullable=False),
+        Column("first_read_at", UTCDateTime(), nullable=False),
+        Column("last_read_at", UTCDateTime(), nullable=False),
+    )
+    return Tables(metadata=metadata, connections=connections, secrets=secrets, key_reads=key_reads)

@@ -78,6 +78,30 @@ class ProviderDisconnected(ProviderEvent):
     name = "disconnected"
 
 
+class KeyringEvent(EventData):
+    """The install's keyring, which wraps every connection's data key."""
+
+    service = "keyvault"
+    aggregate = "keyring"
+
+    keyring_version: str
+
+
+class KeyringSecretsRewrapped(KeyringEvent):
+    """A rewrap moved stored secrets to ``keyring_version``, the keyring's active entry.
+
+    ``unreadable`` secrets did not open and stayed where they were; a person must look at
+    them before the older keyring entries are removed.
+    """
+
+    name = "secrets_rewrapped"
+
+    rewrapped: int
+    unreadable: int
+    unreadable_connection_ids: list[str] = []
+    via: Literal["command", "api"]
+
+
 # catalog
 
 
@@ -271,6 +295,7 @@ ALL_EVENTS: tuple[type[EventData], ...] = (
     AccessGranted,
     AccessRevoked,
     UsageRecorded,
+    KeyringSecretsRewrapped,
 )
 BY_TYPE: dict[str, type[EventData]] = {cls.event_type(): cls for cls in ALL_EVENTS}
 

@@ -28,7 +28,7 @@ from shared.service_auth import ServiceSigner
 from tests.conftest import Infra
 from tests.e2e.conftest import OpenAIFor
 from tests.e2e.flows import ReadyModel, connect_provider, provider_key, ready_model, visible_models
-from tests.emulator import EmulatorState, running_emulator
+from tests.emulator import EmulatorState, RecordedRequest, running_emulator
 from tests.stack import ROOT, Stack
 from tests.support import Workspace, eventually
 
@@ -50,6 +50,11 @@ async def ready(
     stack: Stack, workspace: Workspace, emulator: tuple[EmulatorState, str]
 ) -> ReadyModel:
     return await ready_model(stack, workspace, emulator)
+
+
+def chat_requests(state: EmulatorState, since: int) -> list[RecordedRequest]:
+    """Chat calls the provider received after the first ``since`` requests of any kind."""
+    return [r for r in state.requests[since:] if r.path.endswith("/chat/completions")]
 
 
 async def call(sdk: openai.AsyncOpenAI, ready: ReadyModel) -> str | None:
@@ -132,7 +137,7 @@ async def test_after_a_rotation_the_proxy_sends_the_new_key(
     before_follow_up = len(state.requests)
     for _ in range(5):
         assert await call(sdk, ready)
-    follow_up = state.requests[before_follow_up:]
+    follow_up = chat_requests(state, since=before_follow_up)
 
     assert rotated.status_code == 200, rotated.text
     assert rotated.json()["masked_key"] == ProviderKey(new_key).masked
@@ -194,7 +199,7 @@ async def test_a_rejected_rotation_keeps_the_old_key_working_and_says_why(
     assert error["message"].startswith("openai-compatible rejected the key")
     assert "Incorrect API key provided" in error["message"]
     assert not any(wrong[i : i + 8] in refused.text for i in range(len(wrong) - 7))
-    assert [r.bearer for r in state.requests[start:]] == [ready.key] * 3
+    assert [r.bearer for r in chat_requests(state, since=start)] == [ready.key] * 3
     assert (shown["masked_key"], shown["secret_version"]) == (ready.connection["masked_key"], 1)
     assert history == ["byom.provider.connected.v1", "byom.provider.verification_failed.v1"]
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import os
 import secrets
 import subprocess
@@ -228,7 +230,7 @@ async def published_events(
             try:
                 while True:
                     msg = await sub.next_msg(timeout=0.5)
-                    if orjson.loads(msg.data)["data"]["connection_id"] == connection_id:
+                    if orjson.loads(msg.data)["data"].get("connection_id") == connection_id:
                         found.append(msg.data)
             except nats.errors.TimeoutError:
                 pass
@@ -517,18 +519,37 @@ async def test_the_internal_route_gives_the_key_to_services_only(
 async def test_admins_see_how_often_a_key_was_read(
     stack: Stack, client: httpx.AsyncClient, workspace: Workspace, provider: Provider
 ) -> None:
-    """Each internal read adds one to read_count and moves last_read_at, shown on GET connection."""
+    """Each internal read is counted per reading service and key version, shown on the connection and as a metric."""
     created = (await connect(stack, client, workspace, provider, provider.new_key())).json()
     one = f"{stack.url('keyvault')}{CONNECTIONS}/{created['id']}"
+    as_catalog = service_headers(stack, issuer="catalog")
     before = (await client.get(one, headers=workspace.admin)).json()
 
     for _ in range(3):
         assert (await read_key(stack, client, created["id"])).status_code == 200
+    assert (await read_key(stack, client, created["id"], **as_catalog)).status_code == 200
+    rotated = await client.put(
+        one + "/key", json={"api_key": provider.new_key()}, headers=workspace.admin
+    )
+    assert rotated.status_code == 200, rotated.text
+    assert (await read_key(stack, client, created["id"])).status_code == 200
     after = (await client.get(one, headers=workspace.admin)).json()
+    listed = (await client.get(stack.url("keyvault") + CONNECTIONS, headers=workspace.admin)).json()
+    metrics = (await client.get(f"{stack.url('keyvault')}/keyvault/metrics")).text
 
-    assert (before["read_count"], before["last_read_at"]) == (0, None)
-    assert after["read_count"] == 3
+    assert (before["read_count"], before["last_read_at"], before["reads"]) == (0, None, [])
+    assert after["read_count"] == 5
     assert after["last_read_at"] is not None
+    assert after["secret_version"] == 2
+    assert [(r["reader"], r["secret_version"], r["read_count"]) for r in after["reads"]] == [
+        ("proxy", 2, 1),
+        ("catalog", 1, 1),
+        ("proxy", 1, 3),
+    ]
+    assert all(r["first_read_at"] <= r["last_read_at"] for r in after["reads"])
+    assert next(c for c in listed["data"] if c["id"] == created["id"])["reads"] == after["reads"]
+    assert 'byom_keyvault_key_reads_total{byom_key_reader="proxy"' in metrics
+    assert 'byom_keyvault_key_reads_total{byom_key_reader="catalog"' in metrics
 
 
 async def test_a_secret_copied_onto_another_row_fails_loudly(
@@ -797,11 +818,13 @@ def test_keyvault_reads_a_keyring_file(stack: Stack, tmp_path: Path) -> None:
     assert healthy
 
 
-def rewrap_under(stack: Stack, active: str) -> subprocess.CompletedProcess[bytes]:
+def rewrap_under(
+    stack: Stack, active: str, command: tuple[str, ...] = ("services.keyvault.rewrap",)
+) -> subprocess.CompletedProcess[bytes]:
     """Run the rewrap command with the stack's keyring, ``active`` being its active version."""
     keyring = orjson.dumps({**orjson.loads(stack.env["BYOM_KEYRING"]), "active": active}).decode()
     return subprocess.run(
-        [sys.executable, "-m", "services.keyvault.rewrap"],
+        [sys.executable, "-m", *command],
         cwd=ROOT,
         env={**os.environ, **stack.env, "BYOM_KEYRING": keyring},
         capture_output=True,
@@ -878,3 +901,194 @@ async def test_rewrap_leaves_a_tampered_secret_alone_and_fails(
     assert len(unreadable) == 1
     assert orjson.loads(unreadable[0])["connection_id"] == bad["id"]
     assert restored.returncode == 0
+
+
+async def keyring_events_after(database_url: str, position: int) -> list[dict[str, Any]]:
+    rows = await query(
+        database_url,
+        "SELECT envelope FROM keyvault.events"
+        " WHERE type = 'byom.keyring.secrets_rewrapped.v1' AND position > %s ORDER BY position",
+        position,
+    )
+    return [row[0] for row in rows]
+
+
+async def last_position(database_url: str) -> int:
+    rows = await query(database_url, "SELECT coalesce(max(position), 0) FROM keyvault.events")
+    return int(rows[0][0])
+
+
+async def live_secrets_not_under(database_url: str, version: str) -> int:
+    rows = await query(
+        database_url,
+        "SELECT count(*) FROM keyvault.connection_secrets"
+        " WHERE wrapped_data_key IS NOT NULL AND keyring_version <> %s",
+        version,
+    )
+    return int(rows[0][0])
+
+
+async def published_keyring_events(nats_url: str, prefix: str, ids: set[str]) -> set[str]:
+    """Ids of keyring events on NATS, polled until all of ``ids`` arrived or a deadline."""
+    found: set[str] = set()
+    nc = await nats.connect(nats_url)
+    try:
+        for _ in range(40):
+            sub = await nc.jetstream().subscribe(
+                f"{prefix}.keyvault.keyring.secrets_rewrapped",
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.ALL,
+            )
+            try:
+                while True:
+                    msg = await sub.next_msg(timeout=0.3)
+                    found.add(orjson.loads(msg.data)["id"])
+            except nats.errors.TimeoutError:
+                pass
+            await sub.unsubscribe()
+            if ids <= found:
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        await nc.close()
+    return found
+
+
+async def test_each_rewrap_is_recorded_as_an_event_counting_what_it_moved(
+    stack: Stack,
+    client: httpx.AsyncClient,
+    workspace: Workspace,
+    provider: Provider,
+    database_url: str,
+    infra: Infra,
+) -> None:
+    """`python -m services.keyvault rewrap` appends keyring.secrets_rewrapped with how many secrets moved (0 when none), published on NATS."""
+    for _ in range(2):
+        await connect(stack, client, workspace, provider, provider.new_key())
+    start = await last_position(database_url)
+    to_move = await live_secrets_not_under(database_url, "1")
+
+    to_1 = await asyncio.to_thread(rewrap_under, stack, "1", ("services.keyvault", "rewrap"))
+    nothing_left = await asyncio.to_thread(
+        rewrap_under, stack, "1", ("services.keyvault", "rewrap")
+    )
+    back = await asyncio.to_thread(rewrap_under, stack, "2")
+    events = await keyring_events_after(database_url, start)
+    published = await published_keyring_events(
+        stack.env["BYOM_NATS_URL"], infra.prefix, {e["id"] for e in events}
+    )
+
+    assert (to_1.returncode, nothing_left.returncode, back.returncode) == (0, 0, 0)
+    assert to_move >= 2
+    assert [
+        (e["data"]["keyring_version"], e["data"]["rewrapped"], e["data"]["unreadable"])
+        for e in events
+    ] == [("1", to_move, 0), ("1", 0, 0), ("2", to_move, 0)]
+    assert {e["data"]["via"] for e in events} == {"command"}
+    assert [e["subject"] for e in events] == ["keyring-1", "keyring-1", "keyring-2"]
+    assert all(e.get("workspaceid") is None for e in events)
+    assert {e["id"] for e in events} <= published
+    assert await live_secrets_not_under(database_url, "2") == 0
+
+
+async def test_the_operator_alone_may_rewrap_over_http(
+    stack: Stack,
+    client: httpx.AsyncClient,
+    workspace: Workspace,
+    provider: Provider,
+    database_url: str,
+) -> None:
+    """POST /keyvault/v1/keyring/rewrap moves every secret to the active version for the operator; gateway tokens get 403, anything else 401."""
+    key = provider.new_key()
+    created = (await connect(stack, client, workspace, provider, key)).json()
+    assert (await asyncio.to_thread(rewrap_under, stack, "1")).returncode == 0
+    to_move = await live_secrets_not_under(database_url, "2")
+    url = f"{stack.url('keyvault')}/keyvault/v1/keyring/rewrap"
+    start = await last_position(database_url)
+
+    refused = {
+        "none": await client.post(url),
+        "admin": await client.post(url, headers=workspace.admin),
+        "member": await client.post(url, headers=workspace.member),
+        "service": await client.post(url, headers=service_headers(stack)),
+        "wrong": await client.post(
+            url, headers={"Authorization": f"Bearer op-{secrets.token_urlsafe(24)}"}
+        ),
+    }
+    moved_before_operator = await live_secrets_not_under(database_url, "2")
+    answer = await client.post(url, headers={"Authorization": f"Bearer {stack.operator_token}"})
+    events = await keyring_events_after(database_url, start)
+
+    assert {name: r.status_code for name, r in refused.items()} == {
+        "none": 401,
+        "admin": 403,
+        "member": 403,
+        "service": 401,
+        "wrong": 401,
+    }
+    assert moved_before_operator == to_move >= 1
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert report["keyring_version"] == "2"
+    assert report["rewrapped"] == to_move
+    assert report["unreadable"] == []
+    assert [e["id"] for e in events] == [report["event_id"]]
+    assert events[0]["data"]["via"] == "api"
+    assert events[0]["actorid"] == "operator"
+    assert await live_secrets_not_under(database_url, "2") == 0
+    assert (await read_key(stack, client, created["id"])).json()["api_key"] == key
+
+
+# Fingerprints
+
+
+def fingerprint_key(stack: Stack) -> bytes:
+    return base64.b64decode(orjson.loads(stack.env["BYOM_KEYRING"])["fingerprint_key"])
+
+
+async def test_one_key_has_one_fingerprint_across_connections_and_workspaces(
+    stack: Stack, client: httpx.AsyncClient, workspace: Workspace, provider: Provider
+) -> None:
+    """One key connected twice in a workspace and once in another shows one fingerprint, the HMAC under the install's fingerprint key; another key differs."""
+    key, other_key = provider.new_key(), provider.new_key()
+    elsewhere = await new_workspace(stack, client)
+
+    first = (await connect(stack, client, workspace, provider, key)).json()
+    second = (await connect(stack, client, workspace, provider, key)).json()
+    third = (await connect(stack, client, elsewhere, provider, key)).json()
+    different = (await connect(stack, client, workspace, provider, other_key)).json()
+
+    digest = hmac.new(fingerprint_key(stack), key.encode(), hashlib.sha256).hexdigest()
+    assert first["fingerprint"] == second["fingerprint"] == third["fingerprint"]
+    assert first["fingerprint"] == f"hmac-sha256:{digest[:32]}"
+    assert different["fingerprint"] != first["fingerprint"]
+    assert hashlib.sha256(key.encode()).hexdigest()[:32] not in first["fingerprint"]
+    assert len({first["id"], second["id"], third["id"]}) == 3
+
+
+def restart_keyvault(stack: Stack, env: dict[str, str]) -> None:
+    stack.stop("keyvault")
+    stack.extra_env["keyvault"] = env
+    stack.start("keyvault")
+
+
+async def test_another_fingerprint_key_gives_the_same_key_another_fingerprint(
+    stack: Stack, client: httpx.AsyncClient, workspace: Workspace, provider: Provider
+) -> None:
+    """keyvault restarted with a new fingerprint key fingerprints the same key differently, and still opens the secrets it holds."""
+    key = provider.new_key()
+    before = (await connect(stack, client, workspace, provider, key)).json()
+    document = orjson.loads(stack.env["BYOM_KEYRING"])
+    changed = {**document, "fingerprint_key": base64.b64encode(secrets.token_bytes(32)).decode()}
+
+    await asyncio.to_thread(
+        restart_keyvault, stack, {"BYOM_KEYRING": orjson.dumps(changed).decode()}
+    )
+    try:
+        after = (await connect(stack, client, workspace, provider, key)).json()
+        still_open = await read_key(stack, client, before["id"])
+    finally:
+        await asyncio.to_thread(restart_keyvault, stack, {})
+
+    assert after["fingerprint"] != before["fingerprint"]
+    assert still_open.json()["api_key"] == key

@@ -12,6 +12,7 @@ import secrets
 import uuid
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
@@ -314,6 +315,40 @@ def test_a_bad_keyring_is_reported_with_its_source() -> None:
 
     with pytest.raises(KeyringInvalid, match=r'^BYOM_KEYRING: the keyring has no "active"'):
         settings.load_keyring()
+
+
+@pytest.mark.parametrize("token", ["operator", "short-token", "CHANGEME"])
+def test_settings_refuse_a_weak_operator_token(token: str) -> None:
+    """A set but weak BYOM_OPERATOR_TOKEN stops keyvault at start, and the message does not quote it."""
+    with pytest.raises(ValueError, match="BYOM_OPERATOR_TOKEN must be empty or") as raised:
+        Settings(environment="test", service_secret="s" * 40, operator_token=token)
+
+    assert token not in str(raised.value)
+
+
+async def test_without_an_operator_token_the_rewrap_route_refuses_everyone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With BYOM_OPERATOR_TOKEN unset keyvault starts, and its HTTP rewrap refuses any bearer."""
+    monkeypatch.setenv("BYOM_ENVIRONMENT", "test")
+    monkeypatch.setenv("BYOM_SERVICE_SECRET", secrets.token_urlsafe(40))
+    monkeypatch.setenv("BYOM_KEYRING", orjson.dumps(keyring_document()).decode())
+    monkeypatch.delenv("BYOM_KEYRING_FILE", raising=False)
+    monkeypatch.delenv("BYOM_OPERATOR_TOKEN", raising=False)
+    app = create_app()
+
+    # No lifespan: the refusal comes before anything touches the database.
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://keyvault.test") as client:
+        answers = [
+            await client.post("/keyvault/v1/keyring/rewrap"),
+            await client.post("/keyvault/v1/keyring/rewrap", headers={"Authorization": "Bearer "}),
+            await client.post(
+                "/keyvault/v1/keyring/rewrap", headers={"Authorization": "Bearer " + "x" * 30}
+            ),
+        ]
+
+    assert [a.status_code for a in answers] == [401, 401, 401]
 
 
 def test_the_app_is_not_built_without_a_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
