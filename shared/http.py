@@ -82,8 +82,10 @@ class RequestLogMiddleware:
     raw path, so identifiers do not become label values.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, quiet_routes: frozenset[str] = frozenset()) -> None:
         self.app = app
+        # Routes called on every key read or probe: their line goes out at debug level.
+        self._quiet_routes = quiet_routes
         self._tracer = trace.get_tracer("byom.http")
         self._duration = metrics.get_meter("byom.http").create_histogram(
             "http.server.request.duration", unit="s", description="Duration of HTTP requests."
@@ -131,7 +133,8 @@ class RequestLogMiddleware:
                         "http.response.status_code": status,
                     },
                 )
-                log.info(
+                emit = log.debug if route in self._quiet_routes else log.info
+                emit(
                     "http_request",
                     method=method,
                     path=scope["path"],

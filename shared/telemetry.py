@@ -111,9 +111,11 @@ def install_metrics_route(app: FastAPI, service: str, telemetry: Telemetry) -> N
     )
 
 
-def instrument(app: FastAPI, service: str) -> Telemetry:
+def instrument(
+    app: FastAPI, service: str, *, quiet_routes: frozenset[str] = frozenset()
+) -> Telemetry:
     """Traces, metrics and one log line per request for a service's app."""
     telemetry = Telemetry(service)
-    app.add_middleware(RequestLogMiddleware)
+    app.add_middleware(RequestLogMiddleware, quiet_routes=quiet_routes)
     install_metrics_route(app, service, telemetry)
     return telemetry

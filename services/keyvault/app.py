@@ -79,7 +79,12 @@ def create_app() -> FastAPI:
 
     install_error_handlers(app)
     install_keyvault_errors(app)
-    app.state.telemetry = instrument(app, "keyvault")
+    # The proxy and catalog read keys often; reads are counted per service instead.
+    app.state.telemetry = instrument(
+        app,
+        "keyvault",
+        quiet_routes=frozenset({"/keyvault/internal/v1/connections/{connection_id}/key"}),
+    )
     app.include_router(health)
     app.include_router(admin)
     app.include_router(internal)

@@ -34,7 +34,7 @@ PUBLIC = {
     for service in ("access", "keyvault", "catalog", "proxy")
     for probe in ("healthz", "readyz")
 }
-OPERATOR = {("POST", "/access/v1/workspaces")}
+OPERATOR = {("POST", "/access/v1/workspaces"), ("POST", "/keyvault/v1/keyring/rewrap")}
 # Open to every member, for their own things: refused only without a token.
 ANY_MEMBER = {
     ("GET", "/access/v1/me"),
