@@ -199,6 +199,10 @@ def main() -> int:
         "BYOM_ACCESS_URL": f"http://127.0.0.1:{PORTS['access']}",
         "BYOM_KEYVAULT_URL": f"http://127.0.0.1:{PORTS['keyvault']}",
         "BYOM_LOG_JSON": "true",
+        # On a laptop, a model server on this machine (Ollama, LM Studio) is a fine provider.
+        "BYOM_ALLOWED_PROVIDER_HOSTS": os.environ.get(
+            "BYOM_ALLOWED_PROVIDER_HOSTS", "127.0.0.1,::1,localhost"
+        ),
     }
     processes: list[subprocess.Popen[bytes]] = []
     try:

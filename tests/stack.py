@@ -159,6 +159,8 @@ def running_stack(
         "BYOM_ACCESS_URL": f"http://127.0.0.1:{ports['access']}",
         "BYOM_KEYVAULT_URL": f"http://127.0.0.1:{ports['keyvault']}",
         "BYOM_RELAY_POLL_SECONDS": "0.2",
+        # The emulators listen on loopback, which keyvault refuses unless allowed.
+        "BYOM_ALLOWED_PROVIDER_HOSTS": "127.0.0.1",
         "BYOM_CONSUMER_ACK_WAIT_SECONDS": "5",
         "BYOM_LOG_JSON": "true",
         "BYOM_LOG_LEVEL": "DEBUG",

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from services.keyvault.api import admin, health, install_keyvault_errors, internal, operator
 from services.keyvault.cipher import EnvelopeCipher
+from services.keyvault.destinations import DestinationPolicy
 from services.keyvault.handlers import Handlers
 from services.keyvault.repository import ConnectionRepository
 from services.keyvault.rewrapping import Rewrapper
@@ -66,7 +67,8 @@ def create_app() -> FastAPI:
     repository = ConnectionRepository(tables)
     cipher = EnvelopeCipher(keyring)
     app.state.runtime = runtime
-    app.state.handlers = Handlers(runtime, repository, cipher, provider_client)
+    destinations = DestinationPolicy(frozenset(settings.allowed_provider_hosts.split(",")))
+    app.state.handlers = Handlers(runtime, repository, cipher, provider_client, destinations)
     app.state.rewrapper = Rewrapper(
         runtime.engine, runtime.store, repository, cipher, runtime.events_committed
     )

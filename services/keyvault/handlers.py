@@ -18,6 +18,7 @@ from opentelemetry import metrics
 from sqlalchemy.exc import IntegrityError
 
 from services.keyvault.cipher import EnvelopeCipher, SecretOwner
+from services.keyvault.destinations import DestinationPolicy
 from services.keyvault.domain import (
     Connect,
     Connection,
@@ -67,8 +68,10 @@ class Handlers:
         repository: ConnectionRepository,
         cipher: EnvelopeCipher,
         provider_client: httpx.AsyncClient,
+        destinations: DestinationPolicy,
     ) -> None:
         self._runtime = runtime
+        self._destinations = destinations
         self._engine = runtime.engine
         self._store = runtime.store
         self._connections = repository
@@ -84,6 +87,7 @@ class Handlers:
         provider = check_provider(command.provider, known_kinds())
         name = check_name(command.name)
         base_url = resolve_base_url(provider, command.base_url, default_base_url(provider))
+        await self._destinations.check(base_url)
         await self._require_free_name(command.workspace_id, name)
         connection_id = str(uuid.uuid4())
 

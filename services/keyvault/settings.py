@@ -28,6 +28,9 @@ class Settings(ServiceSettings):
     # Services whose credentials may read a plain key from the internal route.
     key_readers: frozenset[str] = frozenset({"catalog", "proxy"})
     provider_timeout_seconds: float = Field(default=15.0, gt=0)
+    # Hosts (names or addresses, comma-separated) allowed although they are loopback or
+    # link-local, such as a model server on the same machine.
+    allowed_provider_hosts: str = ""
     # The install operator's token; it alone may start a rewrap over HTTP. Empty (the
     # default) turns that route off, leaving the rewrap command.
     operator_token: SecretStr = SecretStr("")

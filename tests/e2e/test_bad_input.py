@@ -25,3 +25,36 @@ async def test_nul_bytes_are_refused_not_crashed_on(
     response = await workspace.call(method, path, json=body)
 
     assert 400 <= response.status_code < 500, response.text
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    # 127.0.0.1 itself is allowed in tests, where the emulators listen: ::1 is not.
+    [
+        "http://169.254.169.254/v1",
+        "http://2852039166/v1",
+        "http://[::1]:9/v1",
+    ],
+)
+async def test_a_provider_base_url_aimed_at_metadata_or_loopback_is_refused(
+    workspace: Workspace, base_url: str
+) -> None:
+    """keyvault refuses to send a key to a link-local, metadata or (unless allowed) loopback host, and stores nothing."""
+    response = await workspace.call(
+        "POST",
+        "/keyvault/v1/connections",
+        json={
+            "provider": "openai-compatible",
+            "name": "probe",
+            "base_url": base_url,
+            "api_key": "sk-" + "x" * 30,
+        },
+    )
+
+    assert response.status_code == 422, response.text
+    assert (
+        "link-local" in response.json()["error"]["message"]
+        or "loopback" in response.json()["error"]["message"]
+    )
+    listed = await workspace.ok("GET", "/keyvault/v1/connections")
+    assert listed["data"] == []
