@@ -1,4 +1,4 @@
-"""Wiring the proxy: settings, view, feed, key cache, usage recorder, routes."""
+"""Wiring the proxy: settings, view, feed, key cache, usage recorder, gateway, routes."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import structlog
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from services.proxy.chat import ChatService
 from services.proxy.feed import Feed
+from services.proxy.gateway import Gateway
 from services.proxy.keys import KeyCache
-from services.proxy.routes import ModelAPI
+from services.proxy.routes import ModelAPI, doors
 from services.proxy.settings import Settings
 from services.proxy.usage import UsageRecorder
 from services.proxy.view import View
@@ -79,9 +79,9 @@ def create_app(settings: Settings | None = None) -> ModelAPI:
         usage.start()
         session = provider_session(settings)
         app.state.feed = feed
-        app.state.chat = ChatService(
-            view, keys, session, usage, feed, max_body_bytes=settings.max_body_bytes
-        )
+        gateway = Gateway(view, keys, session, usage, feed, max_body_bytes=settings.max_body_bytes)
+        app.state.gateway = gateway
+        app.state.doors = doors(gateway)
         log.info("service_started", events_applied=feed.applied)
         try:
             yield
@@ -97,7 +97,8 @@ def create_app(settings: Settings | None = None) -> ModelAPI:
 
     app = FastAPI(
         title="BYOM gateway: proxy",
-        summary="Health and metrics of the model API; the model API itself is OpenAI's.",
+        summary="Health and metrics of the model API; the model API itself is OpenAI's and "
+        "Anthropic's.",
         lifespan=lifespan,
         openapi_url="/proxy/openapi.json",
         docs_url="/proxy/docs",

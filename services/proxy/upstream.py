@@ -1,76 +1,80 @@
-"""Turning what a provider answered into what the member sees.
+"""Calling a provider over the pooled aiohttp session, and naming what went wrong.
 
-A provider's refusal is relayed with a fitting status in the caller's dialect, the
-provider named, ``Retry-After`` kept so the official SDKs' own retries work, and its
-message scrubbed of the provider key. A provider refusing the gateway's own key is a
-problem for the workspace admin, not the member: it becomes a 502 that says so.
+The provider adapters build each request (URL, headers with the key, body); this module
+only sends it. Failures leave as :class:`~shared.providers.UpstreamFailure`, the neutral
+description every front door renders in its own dialect:
+
+- the provider answered with an error status: the adapter reads its body, scrubbed of
+  the key (:func:`refusal`);
+- the provider did not answer in time, refused the connection or reset it: the library's
+  ``transport_failure`` reads httpx errors, the proxy speaks aiohttp, so
+  :func:`transport_failure` says the same for aiohttp's (504 for a timeout, else 502).
+  Nothing of the exception's text is kept: it can quote the request URL.
 """
 
 from __future__ import annotations
 
-import orjson
-from starlette.responses import Response
+from collections.abc import Mapping
 
-from services.proxy.errors import openai_error
-from shared.providers.scrubbing import scrub
+import aiohttp
+
+from shared.providers import (
+    ChatUpstreamRequest,
+    ProviderAdapter,
+    UnexpectedResponse,
+    UpstreamFailure,
+)
 from shared.secrets import ProviderKey
 
-_EXCERPT_LIMIT = 300
-_CLIENT_ERRORS = frozenset({400, 404, 409, 413, 415, 422})
+# What a failed provider connection raises: aiohttp's errors, and the timeouts of its
+# ClientTimeout, which are TimeoutError (some of them aiohttp errors too).
+TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
 
 
-def relay_error(
-    provider: str, status: int, body: bytes, retry_after: str | None, key: ProviderKey
-) -> Response:
-    message = scrub(_upstream_message(body), key.reveal())[:_EXCERPT_LIMIT]
-    headers = {"Retry-After": retry_after} if retry_after else None
+async def send(
+    session: aiohttp.ClientSession, prepared: ChatUpstreamRequest
+) -> aiohttp.ClientResponse:
+    """The provider's response to the request as the adapter built it, body not yet read."""
+    # Streams are relayed as the provider's bytes and answers are read by the adapters:
+    # neither may arrive compressed, and the session does not decompress.
+    headers = {**prepared.headers, "Accept-Encoding": "identity"}
+    return await session.request(prepared.method, prepared.url, data=prepared.body, headers=headers)
 
-    if status in (401, 403):
-        return openai_error(
-            502,
-            f"The provider '{provider}' refused the gateway's credentials for this model. "
-            "A workspace admin needs to check the provider connection.",
-            type_="api_error",
-            code="upstream_auth_failed",
+
+def transport_failure(provider: str, error: BaseException) -> UpstreamFailure:
+    """A timeout, a refused connection or a reset, as a failure (504 or 502)."""
+    if isinstance(error, TimeoutError):
+        return UpstreamFailure(
+            f"{provider} did not answer in time",
+            provider=provider,
+            status=504,
+            category="timeout",
         )
 
-    if status == 429:
-        return openai_error(
-            429,
-            f"The provider '{provider}' is rate limiting requests: {message}",
-            type_="rate_limit_error",
-            code="rate_limit_exceeded",
-            headers=headers,
-        )
-
-    if status in _CLIENT_ERRORS:
-        return openai_error(
-            status,
-            f"The provider '{provider}' refused the request: {message}",
-            type_="invalid_request_error",
-            code="upstream_bad_request",
-        )
-
-    return openai_error(
-        503 if status == 503 else 502,
-        f"The provider '{provider}' failed to answer (status {status}): {message}",
-        type_="api_error",
-        code="upstream_error",
-        headers=headers,
+    return UpstreamFailure(
+        f"the connection failed or broke ({type(error).__name__})",
+        provider=provider,
+        status=502,
+        category="unreachable",
     )
 
 
-def _upstream_message(body: bytes) -> str:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body[:_EXCERPT_LIMIT].decode("utf-8", errors="replace").strip() or "no details"
+def refusal(
+    adapter: ProviderAdapter,
+    status: int,
+    content: bytes,
+    headers: Mapping[str, str],
+    key: ProviderKey,
+) -> UpstreamFailure:
+    """A non-2xx answer, read by the provider's adapter and scrubbed of the key."""
+    return adapter.error_from_response(status, content, headers, key)
 
-    error = payload.get("error") if isinstance(payload, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])
 
-    if isinstance(error, str):
-        return error
-
-    return "no details"
+def bad_answer(error: UnexpectedResponse) -> UpstreamFailure:
+    """A 2xx answer the gateway could not read as the provider's documented format."""
+    return UpstreamFailure(
+        error.message,
+        provider=error.provider,
+        status=502,
+        category="bad_response",
+    )

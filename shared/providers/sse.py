@@ -21,26 +21,34 @@ class SSEParser:
     """Collects bytes until events are complete; keeps the partial rest for the next feed."""
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self._buffer = bytearray()
+        # Bytes of the buffer already searched for a line end: a long line arriving in
+        # many reads is not searched again from its start on each read.
+        self._searched = 0
         self._event = ""
         self._data: list[str] = []
 
     def feed(self, data: bytes) -> list[ServerSentEvent]:
         self._buffer += data
         events: list[ServerSentEvent] = []
+        start = 0
         while True:
-            line, found = self._next_line()
-            if not found:
-                return events
+            line, start = self._next_line(start)
+            if line is None:
+                break
 
             event = self._take_line(line)
             if event is not None:
                 events.append(event)
+        # Consumed lines are dropped once per feed, keeping the work linear in the bytes.
+        del self._buffer[:start]
+        self._searched = max(self._searched - start, 0)
+        return events
 
     def close(self) -> list[ServerSentEvent]:
         """Events completed by the end of the stream (a last event without a blank line)."""
         events: list[ServerSentEvent] = []
-        rest, self._buffer = self._buffer, b""
+        rest, self._buffer, self._searched = bytes(self._buffer), bytearray(), 0
         for line in rest.decode("utf-8", errors="replace").splitlines():
             event = self._take_line(line)
             if event is not None:
@@ -52,24 +60,30 @@ class SSEParser:
 
         return events
 
-    def _next_line(self) -> tuple[str, bool]:
-        found = [i for i in (self._buffer.find(b"\n"), self._buffer.find(b"\r")) if i != -1]
-        if not found:
-            return "", False
+    def _next_line(self, start: int) -> tuple[str | None, int]:
+        """The line beginning at ``start`` and where the next one begins, or None if incomplete."""
+        buffer = self._buffer
+        search_from = max(start, self._searched)
+        newline = buffer.find(b"\n", search_from)
+        # A CR ends a line too; it only counts when it comes before the first LF.
+        carriage = buffer.find(b"\r", search_from, newline if newline != -1 else len(buffer))
+        index = carriage if carriage != -1 else newline
+        if index == -1:
+            self._searched = len(buffer)
+            return None, start
 
-        index = min(found)
         end = index + 1
-        if self._buffer[index] == 0x0D:
+        if buffer[index] == 0x0D:
             # A CR at the very end may be the first half of CRLF: wait for the next byte.
-            if end == len(self._buffer):
-                return "", False
+            if end == len(buffer):
+                self._searched = index
+                return None, start
 
-            if self._buffer[end] == 0x0A:
+            if buffer[end] == 0x0A:
                 end += 1
 
-        line = self._buffer[:index].decode("utf-8", errors="replace")
-        self._buffer = self._buffer[end:]
-        return line, True
+        self._searched = end
+        return buffer[start:index].decode("utf-8", errors="replace"), end
 
     def _take_line(self, line: str) -> ServerSentEvent | None:
         if not line:

@@ -92,8 +92,13 @@ def anthropic_to_openai_request(body: dict[str, Any]) -> dict[str, Any]:
     for name in ("temperature", "top_p"):
         if body.get(name) is not None:
             chat[name] = body[name]
-    if body.get("stop_sequences"):
-        chat["stop"] = list(body["stop_sequences"])
+    stops = body.get("stop_sequences")
+    if stops:
+        if not isinstance(stops, list) or not all(isinstance(stop, str) for stop in stops):
+            raise UnsupportedFeature(
+                "stop_sequences", "'stop_sequences' must be an array of strings."
+            )
+        chat["stop"] = list(stops)
     _tools(body, chat)
     _reasoning_and_format(body, chat)
     metadata = body.get("metadata")
@@ -127,7 +132,7 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         path = f"messages[{index}]"
         role = message.get("role") if isinstance(message, dict) else None
         if role == "system":
-            chat.append({"role": "system", "content": _system_text(message["content"], path)})
+            chat.append({"role": "system", "content": _system_text(message.get("content"), path)})
         elif role == "user":
             chat.extend(_user_turn(path, message.get("content")))
         elif role == "assistant":

@@ -2,7 +2,7 @@
 
 | provider | base URL (``<root>`` is ``http://127.0.0.1:<port>``) |
 |---|---|
-| OpenAI and OpenAI-compatible vendors | ``<root>/v1`` |
+| OpenAI and OpenAI-compatible vendors (chat, Responses, embeddings) | ``<root>/v1`` |
 | Anthropic | ``<root>/anthropic/v1`` |
 | Google Gemini API | ``<root>/google/v1beta`` |
 | Amazon Bedrock (runtime and control plane) | ``<root>/bedrock`` |
@@ -21,7 +21,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.emulator import anthropic_routes, bedrock_routes, gemini_routes, openai_routes
+from tests.emulator import (
+    anthropic_routes,
+    bedrock_routes,
+    gemini_routes,
+    openai_extras,
+    openai_routes,
+)
 from tests.emulator.openai_routes import bad_request as _bad_request
 from tests.emulator.scenarios import SCENARIOS
 from tests.emulator.serving import json_or_none, json_response
@@ -34,6 +40,7 @@ def create_app(state: EmulatorState) -> Starlette:
     return Starlette(
         routes=[
             *openai_routes.routes(state),
+            *openai_extras.routes(state),
             *anthropic_routes.routes(state),
             *gemini_routes.routes(state),
             *bedrock_routes.routes(state),

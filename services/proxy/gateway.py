@@ -1,0 +1,341 @@
+"""What every door does: admit a call, forward it to its provider, account for it.
+
+Admission is the same on every door, so the access decision cannot differ between
+them: the view must be fresh, the token known, the body within the size limit and a
+JSON object naming a model, the model granted to the caller, and the connection's key
+at hand. Everything comes from memory but the key's first fetch.
+
+Forwarding sends the request the door prepared and hands the provider's answer to the
+door's :class:`~services.proxy.relays.Reply`. A stream is relayed read by read, as the
+provider sends it; a client that goes away closes the upstream response, which cancels
+the provider's work. A plain call is abandoned the same way when its client leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from services.proxy import upstream
+from services.proxy.calls import Call, CallRecorder, end_span, start_span
+from services.proxy.errors import Dialect
+from services.proxy.feed import Feed
+from services.proxy.keys import KeyCache, KeyUnavailable
+from services.proxy.relays import Reply, StreamRelay
+from services.proxy.usage import UsageRecorder
+from services.proxy.view import Caller, Route, View
+from shared.principal import bearer_token, token_hash
+from shared.providers import (
+    ChatUpstreamRequest,
+    UnexpectedResponse,
+    UnsupportedFeature,
+    UpstreamFailure,
+    adapter_for,
+)
+
+log = structlog.get_logger(__name__)
+_propagator = TraceContextTextMapPropagator()
+
+# A door's own checks of a parsed body: a refusal, or None when the body will do.
+BodyCheck = Callable[[dict[str, Any], Dialect], Response | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A call the proxy will carry: who, to which model, with which body."""
+
+    call: Call
+    body: dict[str, Any]
+    request: Request
+    trace_parent: Any
+
+
+class Gateway:
+    def __init__(
+        self,
+        view: View,
+        keys: KeyCache,
+        session: aiohttp.ClientSession,
+        usage: UsageRecorder,
+        feed: Feed,
+        *,
+        max_body_bytes: int,
+    ) -> None:
+        self._view = view
+        self._feed = feed
+        self._keys = keys
+        self._session = session
+        self._recorder = CallRecorder(usage)
+        self._max_body_bytes = max_body_bytes
+
+    def refusal_while_stale(self, dialect: Dialect) -> Response | None:
+        """A 503 while the view cannot be trusted, before anything else is looked at."""
+        if self._feed.stale:
+            return dialect.feed_lost(self._feed.lost_for_seconds)
+
+        return None
+
+    def authenticate(self, request: Request) -> Caller | None:
+        # Anthropic's clients send the token as x-api-key, OpenAI's as a bearer token.
+        token = bearer_token(request.headers.get("authorization"), request.headers.get("x-api-key"))
+        if token is None:
+            return None
+
+        return self._view.authenticate(token_hash(token.reveal()))
+
+    async def admit(
+        self, request: Request, dialect: Dialect, operation: str, check: BodyCheck
+    ) -> Admitted | Response:
+        stale = self.refusal_while_stale(dialect)
+        if stale is not None:
+            return stale
+
+        caller = self.authenticate(request)
+        if caller is None:
+            return dialect.unauthenticated()
+
+        body = await self._json_body(request, dialect)
+        if isinstance(body, Response):
+            return body
+
+        refusal = check(body, dialect)
+        if refusal is not None:
+            return refusal
+
+        model_name = body["model"]
+        route = self._view.route(caller, model_name)
+        if not isinstance(route, Route):
+            return dialect.refused(route, model_name)
+
+        try:
+            credential = await self._keys.get(route.connection.connection_id)
+        except KeyUnavailable as error:
+            log.error("provider_key_unavailable", reason=str(error), model=model_name)
+            return dialect.key_unavailable(route.connection.name)
+
+        structlog.contextvars.bind_contextvars(
+            workspace_id=caller.workspace_id, user_id=caller.user_id, model=model_name
+        )
+        call = Call(
+            # Our own id: a caller's x-request-id is a correlation hint, not an identity.
+            request_id=uuid.uuid4().hex,
+            caller=caller,
+            route=route,
+            adapter=adapter_for(credential.endpoint.kind),
+            credential=credential,
+            dialect=dialect,
+            operation=operation,
+            streamed=body.get("stream") is True,
+        )
+        parent = _propagator.extract({"traceparent": request.headers.get("traceparent", "")})
+        return Admitted(call, body, request, parent)
+
+    def unsupported(self, call: Call, error: UnsupportedFeature) -> Response:
+        """A request the provider cannot carry: refused before any upstream call."""
+        log.info("request_unsupported", field=error.field, provider_kind=call.adapter.kind)
+        return call.dialect.unsupported(error)
+
+    def answered_here(self, call: Call, payload: dict[str, Any]) -> Response:
+        """An answer the proxy gives itself (a token estimate), accounted like any call."""
+        self._recorder.record(call)
+        return Response(orjson.dumps(payload), media_type="application/json")
+
+    async def forward(
+        self, admitted: Admitted, prepared: ChatUpstreamRequest, reply: Reply
+    ) -> Response:
+        if admitted.call.streamed:
+            return await self._stream(admitted, prepared, reply)
+
+        # The body is read, so the only message left to receive is the client leaving.
+        work = asyncio.ensure_future(self._once(admitted, prepared, reply))
+        answer = await cancel_on_disconnect(admitted.request, work)
+        return answer if answer is not None else Response(status_code=499)
+
+    async def _once(
+        self, admitted: Admitted, prepared: ChatUpstreamRequest, reply: Reply
+    ) -> Response:
+        call = admitted.call
+        span = start_span(call, admitted.trace_parent)
+        try:
+            with trace.use_span(span, end_on_exit=False):
+                return await self._exchange(call, prepared, reply)
+        except asyncio.CancelledError:
+            call.status = 499
+            self._recorder.record(call)
+            raise
+        finally:
+            end_span(span, call)
+
+    async def _exchange(self, call: Call, prepared: ChatUpstreamRequest, reply: Reply) -> Response:
+        try:
+            response = await upstream.send(self._session, prepared)
+            async with response:
+                content = await response.read()
+        except upstream.TRANSPORT_ERRORS as error:
+            return self._failed(call, upstream.transport_failure(call.provider, error))
+
+        return self._answered(call, response, content, reply)
+
+    def _answered(
+        self, call: Call, response: aiohttp.ClientResponse, content: bytes, reply: Reply
+    ) -> Response:
+        if not _succeeded(response):
+            return self._refused(call, response, content)
+
+        try:
+            body, call.usage = reply.answer(content)
+        except UnexpectedResponse as error:
+            return self._failed(call, upstream.bad_answer(error))
+
+        self._recorder.record(call)
+        return Response(body, status_code=200, media_type="application/json")
+
+    async def _stream(
+        self, admitted: Admitted, prepared: ChatUpstreamRequest, reply: Reply
+    ) -> Response:
+        call = admitted.call
+        # The span outlives this function: it ends when the last event has been relayed.
+        span = start_span(call, admitted.trace_parent)
+        try:
+            response = await upstream.send(self._session, prepared)
+            if not _succeeded(response):
+                async with response:
+                    content = await response.read()
+                refused = self._refused(call, response, content)
+                end_span(span, call)
+                return refused
+        except upstream.TRANSPORT_ERRORS as error:
+            failed = self._failed(call, upstream.transport_failure(call.provider, error))
+            end_span(span, call)
+            return failed
+
+        relay = reply.relay()
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                async for piece in self._relayed(call, response, relay):
+                    yield piece
+            except (asyncio.CancelledError, GeneratorExit):
+                # The client went away: the provider's work is cancelled below.
+                call.status = 499
+                raise
+            except Exception:
+                call.status = 500
+                log.exception("stream_relay_failed")
+                raise
+            finally:
+                # Closing (not releasing) drops the connection, so the provider stops too.
+                response.close()
+                call.usage = relay.usage
+                end_span(span, call)
+                self._recorder.record(call)
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def _relayed(
+        self, call: Call, response: aiohttp.ClientResponse, relay: StreamRelay
+    ) -> AsyncIterator[bytes]:
+        """Each provider read, relayed as soon as it arrives; then the stream's end."""
+        try:
+            async for data in response.content.iter_any():
+                out = relay.feed(data)
+                if out:
+                    yield out
+            tail = relay.close()
+        except upstream.TRANSPORT_ERRORS as error:
+            log.warning("upstream_stream_broken", error=type(error).__name__)
+            tail = relay.broken(upstream.transport_failure(call.provider, error))
+
+        if relay.failure is not None:
+            # The status the client would have had, had the failure come before the stream.
+            call.status = call.dialect.failure(relay.failure, call.provider).status_code
+            log.warning(
+                "upstream_stream_failed",
+                category=relay.failure.category,
+                upstream_status=relay.failure.status,
+            )
+        if tail:
+            yield tail
+
+    def _refused(self, call: Call, response: aiohttp.ClientResponse, content: bytes) -> Response:
+        key = call.credential.key
+        failure = upstream.refusal(call.adapter, response.status, content, response.headers, key)
+        return self._failed(call, failure)
+
+    def _failed(self, call: Call, failure: UpstreamFailure) -> Response:
+        answer = call.dialect.failure(failure, call.provider)
+        call.status = answer.status_code
+        self._recorder.record(call)
+        log.warning(
+            "upstream_failed",
+            category=failure.category,
+            upstream_status=failure.status,
+            status=call.status,
+        )
+        return answer
+
+    async def _json_body(self, request: Request, dialect: Dialect) -> dict[str, Any] | Response:
+        """The request body as a JSON object naming a model, or a refusal saying why."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
+            return dialect.too_large(self._max_body_bytes)
+
+        raw = bytearray()
+        async for piece in request.stream():
+            raw += piece
+            if len(raw) > self._max_body_bytes:
+                return dialect.too_large(self._max_body_bytes)
+
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return dialect.bad_request("The request body is not valid JSON.")
+
+        if not isinstance(body, dict):
+            return dialect.bad_request("The request body must be a JSON object.")
+
+        if not isinstance(body.get("model"), str) or not body["model"]:
+            return dialect.bad_request("'model' is required and must be a string.", param="model")
+
+        if "stream" in body and body["stream"] is not None and not isinstance(body["stream"], bool):
+            return dialect.bad_request("'stream' must be a boolean.", param="stream")
+
+        return body
+
+
+def _succeeded(response: aiohttp.ClientResponse) -> bool:
+    return 200 <= response.status < 300
+
+
+async def cancel_on_disconnect(request: Request, work: asyncio.Task[Response]) -> Response | None:
+    """The work's response, or None if the client left first (the work is then cancelled)."""
+    disconnected = asyncio.ensure_future(_disconnect(request))
+    done, _ = await asyncio.wait({work, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+    if work in done:
+        disconnected.cancel()
+        return work.result()
+
+    work.cancel()
+    return None
+
+
+async def _disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
