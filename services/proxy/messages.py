@@ -23,10 +23,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from services.proxy.calls import Call
+from services.proxy.doors import TranslatingDoor
 from services.proxy.errors import ANTHROPIC, Dialect
-from services.proxy.gateway import Admitted, Gateway
+from services.proxy.gateway import Gateway
 from services.proxy.relays import NativeReply, Reply, TranslatedReply
-from shared.providers import ChatUpstreamRequest, UnsupportedFeature, UpstreamFailure
+from shared.providers import UpstreamFailure
 from shared.translation import (
     AnthropicStreamEncoder,
     anthropic_failure,
@@ -38,52 +39,31 @@ from shared.translation import (
 )
 
 
-class MessagesDoor:
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+class MessagesDoor(TranslatingDoor):
+    dialect = ANTHROPIC
+    operation = "messages"
+    native_door = "anthropic-messages"
 
-    async def __call__(self, request: Request) -> Response:
-        admitted = await self._gateway.admit(request, ANTHROPIC, "messages", check_messages)
-        if isinstance(admitted, Response):
-            return admitted
+    def check(self, body: dict[str, Any], dialect: Dialect) -> Response | None:
+        return check_messages(body, dialect)
 
-        call = admitted.call
-        try:
-            prepared = self._prepared(admitted)
-        except UnsupportedFeature as error:
-            return self._gateway.unsupported(call, error)
+    def to_hub(self, body: dict[str, Any]) -> dict[str, Any]:
+        return anthropic_to_openai_request(body)
 
-        return await self._gateway.forward(admitted, prepared, self._reply(admitted))
+    def client_field(self, hub_field: str) -> str:
+        return anthropic_field(hub_field)
 
-    def _prepared(self, admitted: Admitted) -> ChatUpstreamRequest:
-        call, body = admitted.call, admitted.body
-        endpoint, key = call.credential.endpoint, call.credential.key
-        if "anthropic-messages" in call.adapter.native_doors:
-            raw = orjson.dumps({**body, "model": call.upstream_model})
-            return call.adapter.native_request(
-                endpoint, key, "anthropic-messages", raw, admitted.request.headers
-            )
+    def native_reply(self, call: Call) -> NativeReply:
+        return NativeReply(
+            call.adapter,
+            call.credential.key,
+            upstream_model=call.upstream_model,
+            provider=call.provider,
+            error_event=anthropic_error_event,
+            is_error=lambda payload: payload.get("type") == "error",
+        )
 
-        hub = anthropic_to_openai_request(body)
-        hub["model"] = call.upstream_model
-        try:
-            return call.adapter.chat_request(endpoint, key, hub)
-        except UnsupportedFeature as error:
-            # The adapter names the hub's field; the client knows its own.
-            raise UnsupportedFeature(anthropic_field(error.field), error.message) from None
-
-    def _reply(self, admitted: Admitted) -> Reply:
-        call, body = admitted.call, admitted.body
-        if "anthropic-messages" in call.adapter.native_doors:
-            return NativeReply(
-                call.adapter,
-                call.credential.key,
-                upstream_model=call.upstream_model,
-                provider=call.provider,
-                error_event=anthropic_error_event,
-                is_error=lambda payload: payload.get("type") == "error",
-            )
-
+    def translated_reply(self, call: Call, body: dict[str, Any]) -> Reply:
         # The client named the model by its gateway name; the answer names it the same way.
         model = str(body["model"])
         return TranslatedReply(

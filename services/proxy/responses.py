@@ -12,15 +12,13 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-import orjson
-from starlette.requests import Request
 from starlette.responses import Response
 
 from services.proxy.calls import Call
+from services.proxy.doors import TranslatingDoor
 from services.proxy.errors import OPENAI, Dialect
-from services.proxy.gateway import Admitted, Gateway
 from services.proxy.relays import NativeReply, Reply, TranslatedReply
-from shared.providers import ChatUpstreamRequest, UnsupportedFeature, UpstreamFailure
+from shared.providers import UpstreamFailure
 from shared.translation import (
     ResponsesStreamEncoder,
     chat_to_responses_response,
@@ -38,44 +36,24 @@ _ORIGINS: Final = {
 }
 
 
-class ResponsesDoor:
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+class ResponsesDoor(TranslatingDoor):
+    dialect = OPENAI
+    operation = "responses"
+    native_door = "openai-responses"
 
-    async def __call__(self, request: Request) -> Response:
-        admitted = await self._gateway.admit(request, OPENAI, "responses", check_responses)
-        if isinstance(admitted, Response):
-            return admitted
+    def check(self, body: dict[str, Any], dialect: Dialect) -> Response | None:
+        return check_responses(body, dialect)
 
-        call = admitted.call
-        try:
-            prepared = self._prepared(admitted)
-        except UnsupportedFeature as error:
-            return self._gateway.unsupported(call, error)
+    def to_hub(self, body: dict[str, Any]) -> dict[str, Any]:
+        return responses_to_chat_request(body)
 
-        return await self._gateway.forward(admitted, prepared, self._reply(admitted))
+    def client_field(self, hub_field: str) -> str:
+        return _responses_field(hub_field)
 
-    def _prepared(self, admitted: Admitted) -> ChatUpstreamRequest:
-        call, body = admitted.call, admitted.body
-        endpoint, key = call.credential.endpoint, call.credential.key
-        if "openai-responses" in call.adapter.native_doors:
-            raw = orjson.dumps({**body, "model": call.upstream_model})
-            return call.adapter.native_request(
-                endpoint, key, "openai-responses", raw, admitted.request.headers
-            )
+    def native_reply(self, call: Call) -> NativeReply:
+        return _native_reply(call)
 
-        hub = responses_to_chat_request(body)
-        hub["model"] = call.upstream_model
-        try:
-            return call.adapter.chat_request(endpoint, key, hub)
-        except UnsupportedFeature as error:
-            raise UnsupportedFeature(_responses_field(error.field), error.message) from None
-
-    def _reply(self, admitted: Admitted) -> Reply:
-        call, body = admitted.call, admitted.body
-        if "openai-responses" in call.adapter.native_doors:
-            return _native_reply(call)
-
+    def translated_reply(self, call: Call, body: dict[str, Any]) -> Reply:
         model = str(body["model"])
         return TranslatedReply(
             call.adapter,
