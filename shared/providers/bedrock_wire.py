@@ -94,26 +94,16 @@ def _conversation(body: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]
             if text:
                 system.append(text)
         elif message.role == "user":
-            _append(turns, "user", _user_blocks(message))
+            hub.append_turn(turns, "user", _user_blocks(message))
         elif message.role == "assistant":
-            _append(turns, "assistant", _assistant_blocks(message))
+            hub.append_turn(turns, "assistant", _assistant_blocks(message))
         elif message.role == "tool":
-            _append(turns, "user", [_tool_result(message)])
+            hub.append_turn(turns, "user", [_tool_result(message)])
         else:
             raise UnsupportedFeature(
                 f"{message.field}.role", f"messages with role '{message.role}' are not supported."
             )
     return system, turns
-
-
-def _append(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
-    if not blocks:
-        return
-
-    if turns and turns[-1]["role"] == role:
-        turns[-1]["content"].extend(blocks)
-    else:
-        turns.append({"role": role, "content": blocks})
 
 
 def _user_blocks(message: hub.Message) -> list[dict[str, Any]]:

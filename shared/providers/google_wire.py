@@ -90,26 +90,16 @@ def _conversation(body: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]
             if text:
                 system.append(text)
         elif message.role == "user":
-            _append(contents, "user", _user_parts(message))
+            hub.append_turn(contents, "user", _user_parts(message), key="parts")
         elif message.role == "assistant":
-            _append(contents, "model", _model_parts(message))
+            hub.append_turn(contents, "model", _model_parts(message), key="parts")
         elif message.role == "tool":
-            _append(contents, "user", [_function_response(message, names)])
+            hub.append_turn(contents, "user", [_function_response(message, names)], key="parts")
         else:
             raise UnsupportedFeature(
                 f"{message.field}.role", f"messages with role '{message.role}' are not supported."
             )
     return system, contents
-
-
-def _append(contents: list[dict[str, Any]], role: str, parts: list[dict[str, Any]]) -> None:
-    if not parts:
-        return
-
-    if contents and contents[-1]["role"] == role:
-        contents[-1]["parts"].extend(parts)
-    else:
-        contents.append({"role": role, "parts": parts})
 
 
 def _user_parts(message: hub.Message) -> list[dict[str, Any]]:

@@ -336,3 +336,20 @@ def json_schema_format(body: dict[str, Any]) -> tuple[str, dict[str, Any] | None
     raise UnsupportedFeature(
         "response_format", "'response_format' must be text, json_object or json_schema."
     )
+
+
+def append_turn(
+    turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]], *, key: str = "content"
+) -> None:
+    """Add blocks to a conversation whose provider wants roles to alternate.
+
+    Consecutive hub messages of one role (a user message, then tool results, which these
+    providers carry as user content) become one turn; an empty message adds nothing.
+    """
+    if not blocks:
+        return
+
+    if turns and turns[-1]["role"] == role:
+        turns[-1][key].extend(blocks)
+    else:
+        turns.append({"role": role, key: blocks})
