@@ -63,10 +63,13 @@ class OpenRouterAdapter(OpenAICompatibleAdapter):
 
 
 class GroqAdapter(OpenAICompatibleAdapter):
-    """Groq: usage of a stream in ``x_groq.usage``; inactive models left out of the list."""
+    """Groq: usage of a stream in ``x_groq.usage``; inactive models left out of the list.
+
+    Groq serves chat, not embeddings: an embeddings call is refused before it is sent.
+    """
 
     def __init__(self) -> None:
-        super().__init__("groq")
+        super().__init__("groq", native_doors=frozenset({"openai-chat"}))
 
     def normalize(self, payload: dict[str, Any]) -> dict[str, Any]:
         extension = payload.get("x_groq")
@@ -81,10 +84,13 @@ class GroqAdapter(OpenAICompatibleAdapter):
 
 
 class DeepSeekAdapter(OpenAICompatibleAdapter):
-    """DeepSeek: cached input in ``prompt_cache_hit_tokens``, moved to OpenAI's field."""
+    """DeepSeek: cached input in ``prompt_cache_hit_tokens``, moved to OpenAI's field.
+
+    DeepSeek serves chat, not embeddings: an embeddings call is refused before it is sent.
+    """
 
     def __init__(self) -> None:
-        super().__init__("deepseek")
+        super().__init__("deepseek", native_doors=frozenset({"openai-chat"}))
 
     def normalize(self, payload: dict[str, Any]) -> dict[str, Any]:
         usage = payload.get("usage")

@@ -158,7 +158,9 @@ async def test_embeddings_reach_an_openai_style_provider(
     assert emulator.requests_to("/embeddings")[-1].json["model"] == UPSTREAM_MODEL
 
 
-@pytest.mark.parametrize("kind", ["anthropic", "google", "bedrock", "openrouter"])
+@pytest.mark.parametrize(
+    "kind", ["anthropic", "google", "bedrock", "openrouter", "groq", "deepseek"]
+)
 async def test_embeddings_are_refused_where_the_provider_has_none(
     sdk: openai.AsyncOpenAI, providers: Providers, emulator: EmulatorState, kind: str
 ) -> None:
@@ -364,7 +366,7 @@ async def test_every_door_records_usage(
             model=providers.models["bedrock"], max_tokens=64, messages=MESSAGES
         )
         await sdk.responses.create(model=providers.models["openai"], input=PROMPT)
-        await sdk.embeddings.create(model=providers.models["groq"], input="a b c")
+        await sdk.embeddings.create(model=providers.models["xai"], input="a b c")
         await claude_sdk.messages.count_tokens(
             model=providers.models["anthropic"], messages=MESSAGES
         )
@@ -377,7 +379,7 @@ async def test_every_door_records_usage(
     streamed = by_operation[("messages", "anthropic", True)]
     translated = by_operation[("messages", "bedrock", False)]
     responses = by_operation[("responses", "openai", False)]
-    embeddings = by_operation[("embeddings", "groq", False)]
+    embeddings = by_operation[("embeddings", "xai", False)]
     counted = by_operation[("count_tokens", "anthropic", False)]
     for generated in (chat, streamed, translated, responses):
         assert generated["status"] == 200
