@@ -30,18 +30,24 @@ class Secret:
 
     __slots__ = ("_value",)
 
+    # Whether the empty string is a value of this kind of secret, meaning "none given".
+    may_be_empty: bool = False
+
     def __init__(self, value: str) -> None:
-        if not value:
+        if not value and not self.may_be_empty:
             raise ValueError("a secret cannot be empty")
 
         self._value = value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
 
     def reveal(self) -> str:
         return self._value
 
     @property
     def masked(self) -> str:
-        return mask(self._value)
+        return mask(self._value) if self._value else "(none)"
 
     def fingerprint(self, fingerprint_key: bytes) -> str:
         """A keyed digest: equal secrets match, yet it cannot be brute-forced offline."""
@@ -68,7 +74,17 @@ class Secret:
 
 
 class ProviderKey(Secret):
-    """An API key of a model provider, as pasted by a workspace admin."""
+    """An API key of a model provider, as pasted by a workspace admin.
+
+    Empty for a server that takes no key (a local vLLM or Ollama): adapters then send no
+    credential at all, and scrubbing has nothing to hide.
+    """
+
+    may_be_empty = True
+
+    @classmethod
+    def none(cls) -> ProviderKey:
+        return cls("")
 
 
 class GatewayToken(Secret):

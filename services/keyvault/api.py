@@ -63,15 +63,23 @@ _VERIFICATION_ERRORS: Final = {
 }
 
 
+_API_KEY_DESCRIPTION: Final = (
+    "the provider key, shown back only masked; leave it out for an openai-compatible "
+    "server that takes no key"
+)
+
+
 class ConnectRequest(BaseModel):
-    provider: str = Field(description="openai-compatible or openai")
+    provider: str = Field(
+        description="the provider kind: openai, anthropic, openai-compatible, ..."
+    )
     name: str = Field(description="unique among the workspace's active connections")
     base_url: str | None = Field(default=None, description="required for openai-compatible")
-    api_key: SecretStr
+    api_key: SecretStr | None = Field(default=None, description=_API_KEY_DESCRIPTION)
 
 
 class RotateKeyRequest(BaseModel):
-    api_key: SecretStr
+    api_key: SecretStr | None = Field(default=None, description=_API_KEY_DESCRIPTION)
 
 
 class KeyReadsOut(BaseModel):
@@ -99,8 +107,9 @@ class ConnectionOut(BaseModel):
     provider: str
     name: str
     base_url: str
-    masked_key: str
-    fingerprint: str
+    masked_key: str = Field(description="prefix and last four characters; (none) without a key")
+    fingerprint: str = Field(description="keyed digest of the key; empty without a key")
+    has_key: bool
     status: str
     secret_version: int = Field(description="1 at connect, one more at each rotation")
     connected_at: datetime
@@ -120,6 +129,7 @@ class ConnectionOut(BaseModel):
             base_url=connection.base_url,
             masked_key=connection.masked_key,
             fingerprint=connection.fingerprint,
+            has_key=bool(connection.fingerprint),
             status=connection.status,
             secret_version=connection.secret_version,
             connected_at=connection.connected_at,
@@ -243,7 +253,7 @@ async def connect(
         provider=body.provider,
         name=body.name,
         base_url=body.base_url,
-        api_key=provider_key(body.api_key.get_secret_value()),
+        api_key=provider_key(_pasted(body.api_key)),
     )
     result = await handlers.connect(command, _actor(principal))
     return ConnectionOut.of(_succeeded(result))
@@ -269,7 +279,7 @@ async def rotate_key(
     command = RotateKey(
         workspace_id=principal.workspace_id,
         connection_id=connection_id,
-        api_key=provider_key(body.api_key.get_secret_value()),
+        api_key=provider_key(_pasted(body.api_key)),
     )
     result = await handlers.rotate_key(command, _actor(principal))
     return ConnectionOut.of(_succeeded(result))
@@ -314,6 +324,10 @@ async def release_key(
         base_url=release.base_url,
         api_key=release.api_key.reveal(),
     )
+
+
+def _pasted(api_key: SecretStr | None) -> str | None:
+    return None if api_key is None else api_key.get_secret_value()
 
 
 def install_keyvault_errors(app: FastAPI) -> None:

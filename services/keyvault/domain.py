@@ -22,6 +22,8 @@ NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9-]{0,39}$"
 _NAME: Final = re.compile(NAME_PATTERN)
 _MAX_BASE_URL_LENGTH: Final = 2000
 _MAX_KEY_LENGTH: Final = 4096
+# Kinds whose servers may take no key at all: a local vLLM, Ollama or LM Studio.
+_KEYLESS_KINDS: Final = frozenset({"openai-compatible"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +122,14 @@ def stream_id(connection_id: str) -> str:
     return f"connection-{connection_id}"
 
 
-def provider_key(pasted: str) -> ProviderKey:
-    """The key as pasted, without surrounding whitespace; the messages never quote it."""
-    text = pasted.strip()
+def provider_key(pasted: str | None) -> ProviderKey:
+    """The key as pasted, without surrounding whitespace; the messages never quote it.
+
+    Nothing pasted is "no key", which only some kinds accept (see :func:`require_key`).
+    """
+    text = (pasted or "").strip()
     if not text:
-        raise InvalidConnection("api_key is empty")
+        return ProviderKey.none()
 
     if len(text) > _MAX_KEY_LENGTH:
         raise InvalidConnection(f"api_key is longer than {_MAX_KEY_LENGTH} characters")
@@ -134,6 +139,15 @@ def provider_key(pasted: str) -> ProviderKey:
         raise InvalidConnection("api_key must be printable ASCII without spaces or line breaks")
 
     return ProviderKey(text)
+
+
+def require_key(provider: str, key: ProviderKey) -> None:
+    """Refuse "no key" for a provider whose API always wants one."""
+    if not key and provider not in _KEYLESS_KINDS:
+        raise InvalidConnection(
+            f"a {provider} connection needs an api_key; only an openai-compatible server "
+            "may be connected without one"
+        )
 
 
 def check_provider(provider: str, known: tuple[str, ...]) -> str:

@@ -28,6 +28,7 @@ from services.keyvault.domain import (
     VerificationFailed,
     check_name,
     check_provider,
+    require_key,
     resolve_base_url,
     stream_id,
 )
@@ -86,6 +87,7 @@ class Handlers:
     async def connect(self, command: Connect, actor: Actor) -> Connection | VerificationFailed:
         provider = check_provider(command.provider, known_kinds())
         name = check_name(command.name)
+        require_key(provider, command.api_key)
         base_url = resolve_base_url(provider, command.base_url, default_base_url(provider))
         await self._destinations.check(base_url)
         await self._require_free_name(command.workspace_id, name)
@@ -103,6 +105,7 @@ class Handlers:
 
     async def rotate_key(self, command: RotateKey, actor: Actor) -> Connection | VerificationFailed:
         connection, version = await self._load_active(command.workspace_id, command.connection_id)
+        require_key(connection.provider, command.api_key)
 
         failed = await self._verify(connection.provider, connection.base_url, command.api_key)
         if failed is not None:
@@ -115,7 +118,7 @@ class Handlers:
         rotated = replace(
             connection,
             masked_key=command.api_key.masked,
-            fingerprint=self._cipher.keyring.fingerprint(command.api_key),
+            fingerprint=self._fingerprint(command.api_key),
             secret_version=connection.secret_version + 1,
             key_rotated_at=now,
         )
@@ -286,7 +289,7 @@ class Handlers:
             base_url=base_url,
             status="active",
             masked_key=command.api_key.masked,
-            fingerprint=self._cipher.keyring.fingerprint(command.api_key),
+            fingerprint=self._fingerprint(command.api_key),
             secret_version=1,
             connected_at=datetime.now(UTC),
             connected_by=actor.actor_id or "",
@@ -296,6 +299,10 @@ class Handlers:
             last_read_at=None,
         )
 
+    def _fingerprint(self, key: ProviderKey) -> str:
+        # No key, nothing to recognise: an empty fingerprint says the connection has none.
+        return self._cipher.keyring.fingerprint(key) if key else ""
+
     @staticmethod
     def _owner(connection: Connection) -> SecretOwner:
         return SecretOwner(connection.workspace_id, connection.id, connection.secret_version)
@@ -303,4 +310,4 @@ class Handlers:
 
 def _without_key(message: str, key: ProviderKey) -> str:
     # The adapter already scrubs what providers say; this guard holds even if one forgets.
-    return message.replace(key.reveal(), "[redacted]")
+    return message.replace(key.reveal(), "[redacted]") if key else message

@@ -2,9 +2,10 @@
 
 ``Endpoint.base_url`` carries the version path (``https://host/v1``); every path here is
 relative to it. The key travels only in the ``Authorization`` header; a server that needs
-no key (a local vLLM or Ollama) ignores whatever placeholder the admin pasted. Whatever a
-provider says back is scrubbed of the key before it reaches an exception message, because
-providers echo a rejected key in their error text.
+no key (a local vLLM or Ollama) is connected without one and gets no such header, and one
+that ignores keys takes whatever the admin pasted. Whatever a provider says back is
+scrubbed of the key before it reaches an exception message, because providers echo a
+rejected key in their error text.
 
 OpenAI chat is the hub format, so a chat body goes upstream as given and answers come back
 as they are; only the vendors' quirks in usage reporting are normalised (see
@@ -324,7 +325,8 @@ def base_url(endpoint: Endpoint) -> str:
 
 
 def auth_headers(key: ProviderKey) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key.reveal()}"}
+    """The bearer header, or none at all for a server connected without a key."""
+    return {"Authorization": f"Bearer {key.reveal()}"} if key else {}
 
 
 def read_error_fields(content: bytes) -> tuple[str | None, str]:

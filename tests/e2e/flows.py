@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import nats
+import orjson
+from nats.js.api import DeliverPolicy
 
 from tests.emulator import EmulatorState
 from tests.stack import Stack
@@ -96,3 +99,30 @@ async def ready_model(
     token = await ws.token_for(member["id"])
     await eventually(lambda: listed(stack, token, model["name"]), within=10)
     return ReadyModel(ws, connection, model, member, token, key)
+
+
+async def usage_events(stack: Stack, workspace_id: str, expected: int) -> list[dict[str, Any]]:
+    """The workspace's usage events, once ``expected`` of them have been published."""
+    nc = await nats.connect(stack.env["BYOM_NATS_URL"])
+    subject = f"{stack.env['BYOM_SUBJECT_PREFIX']}.proxy.usage.recorded"
+    found: list[dict[str, Any]] = []
+    try:
+        sub = await nc.jetstream().subscribe(
+            subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+        )
+
+        async def collected() -> bool:
+            try:
+                while True:
+                    msg = await sub.next_msg(timeout=0.2)
+                    envelope = orjson.loads(msg.data)
+                    if envelope.get("workspaceid") == workspace_id:
+                        found.append(envelope["data"])
+            except (TimeoutError, nats.errors.TimeoutError):
+                pass
+            return len(found) >= expected
+
+        await eventually(collected, within=10)
+    finally:
+        await nc.close()
+    return found

@@ -71,9 +71,15 @@ async def create_workspace(stack: Stack, client: httpx.AsyncClient) -> Workspace
 
 
 async def connect_kind(
-    ws: Workspace, state: EmulatorState, base_url: str, kind: str, *, grant: bool = True
+    ws: Workspace,
+    state: EmulatorState,
+    base_url: str,
+    kind: str,
+    *,
+    grant: bool = True,
+    upstream_id: str = UPSTREAM_MODEL,
 ) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """Connect ``kind`` to the emulator, then enable its model and grant it to everyone."""
+    """Connect ``kind`` to the emulator, then enable a model and grant it to everyone."""
     key = provider_key()
     state.keys.add(key)
     connection = await ws.ok(
@@ -87,7 +93,7 @@ async def connect_kind(
         },
     )
     listed = await discovered_models(ws, connection["id"], count=1)
-    model = next(m for m in listed if m["upstream_id"] == UPSTREAM_MODEL)
+    model = next(m for m in listed if m["upstream_id"] == upstream_id)
     await ws.ok("POST", f"/catalog/v1/models/{model['id']}/enable")
     if grant:
         await grant_when_known(ws, model["id"], {"principal_kind": "workspace"})

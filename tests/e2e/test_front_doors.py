@@ -16,15 +16,13 @@ from typing import Any, Final
 
 import anthropic
 import httpx
-import nats
 import openai
 import orjson
 import pytest
 from anthropic._constants import ANTHROPIC_API_VERSION
-from nats.js.api import DeliverPolicy
 
 from shared.translation import estimate_input_tokens
-from tests.e2e.flows import grant_when_known, listed
+from tests.e2e.flows import grant_when_known, listed, usage_events
 from tests.e2e.providers import (
     KINDS,
     UPSTREAM_MODEL,
@@ -373,7 +371,7 @@ async def test_every_door_records_usage(
     finally:
         emulator.cached_tokens, emulator.reasoning_tokens = 0, 0
 
-    events = await _usage_events(stack, providers.workspace.id, expected=6)
+    events = await usage_events(stack, providers.workspace.id, expected=6)
     by_operation = {(e["operation"], e["provider"], e["streamed"]): e for e in events}
     chat = by_operation[("chat", "deepseek", False)]
     streamed = by_operation[("messages", "anthropic", True)]
@@ -388,33 +386,6 @@ async def test_every_door_records_usage(
     assert chat["reasoning_tokens"] == responses["reasoning_tokens"] == 3
     assert embeddings["input_tokens"] == 3 and embeddings["output_tokens"] == 0
     assert counted["input_tokens"] == counted["output_tokens"] == 0
-
-
-async def _usage_events(stack: Stack, workspace_id: str, expected: int) -> list[dict[str, Any]]:
-    """The workspace's usage events, once ``expected`` of them have been published."""
-    nc = await nats.connect(stack.env["BYOM_NATS_URL"])
-    subject = f"{stack.env['BYOM_SUBJECT_PREFIX']}.proxy.usage.recorded"
-    found: list[dict[str, Any]] = []
-    try:
-        sub = await nc.jetstream().subscribe(
-            subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
-        )
-
-        async def collected() -> bool:
-            try:
-                while True:
-                    msg = await sub.next_msg(timeout=0.2)
-                    envelope = orjson.loads(msg.data)
-                    if envelope.get("workspaceid") == workspace_id:
-                        found.append(envelope["data"])
-            except (TimeoutError, nats.errors.TimeoutError):
-                pass
-            return len(found) >= expected
-
-        await eventually(collected, within=10)
-    finally:
-        await nc.close()
-    return found
 
 
 STREAM_CASES: Final = [

@@ -23,7 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     parser.add_argument("--port", type=int, default=8900)
     parser.add_argument(
-        "--key", action="append", required=True, help="an accepted API key; repeat for more"
+        "--key", action="append", default=[], help="an accepted API key; repeat for more"
+    )
+    parser.add_argument(
+        "--no-auth", action="store_true", help="check no key, as a local vLLM or Ollama does"
     )
     parser.add_argument("--models", default="gpt-emulated", help="comma-separated model ids")
     parser.add_argument("--page-size", type=int, default=2, help="models per /v1/models page")
@@ -43,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def state_from(args: argparse.Namespace) -> EmulatorState:
     return EmulatorState(
         keys=set(args.key),
+        keyless=args.no_auth,
         models=[m.strip() for m in args.models.split(",") if m.strip()],
         page_size=args.page_size,
         delay=args.delay,
@@ -53,7 +57,10 @@ def state_from(args: argparse.Namespace) -> EmulatorState:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.key and not args.no_auth:
+        parser.error("give at least one --key, or --no-auth for a server that checks none")
     state = state_from(args)
     host = f"[{args.host}]" if ":" in args.host else args.host
     _log.info(
@@ -61,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         base_url=f"http://{host}:{args.port}/v1",
         models=state.models,
         accepted_keys=len(state.keys),
+        checks_keys=not state.keyless,
     )
     uvicorn.run(create_app(state), host=args.host, port=args.port, ws="none", lifespan="off")
 

@@ -73,6 +73,9 @@ class _OpenAI:
             )
             for offset, model_id in enumerate(page)
         ]
+        if self.state.openai_flavour == "groq":
+            for entry in entries:
+                entry["active"] = entry["id"] not in self.state.inactive_models
         return json_response(wire.model_page(entries, has_more=start + size < len(models)))
 
     async def key(self, request: Request, recorded: RecordedRequest) -> Response:

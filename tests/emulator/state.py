@@ -71,6 +71,8 @@ class EmulatorState:
     """The emulated provider: its keys, models and behaviour, and what it has seen."""
 
     keys: set[str] = field(default_factory=set)
+    # A local server (vLLM, Ollama): it checks no key, so any key or none is let in.
+    keyless: bool = False
     models: list[str] = field(default_factory=lambda: ["gpt-emulated"])
     page_size: int = 2
     delay: float = 0.0
@@ -85,6 +87,8 @@ class EmulatorState:
     # OpenAI-format quirks to play: "openai", "groq" (x_groq usage), "deepseek" (cache
     # hit fields), "openrouter" (SSE comment lines).
     openai_flavour: str = "openai"
+    # Groq: listed models it has switched off, which carry "active": false.
+    inactive_models: list[str] = field(default_factory=list)
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     # Bedrock: inference profile ids, listed page_size at a time after the models.
@@ -117,7 +121,7 @@ class EmulatorState:
         return self.faults.popleft() if self.faults else None
 
     def accepts(self, key: str | None) -> bool:
-        return key is not None and key in self.keys
+        return self.keyless or (key is not None and key in self.keys)
 
     def requests_to(self, path: str) -> list[RecordedRequest]:
         """Recorded requests whose path ends with ``path`` (e.g. ``"/models"``)."""

@@ -20,7 +20,7 @@ from services.keyvault.app import create_app
 from services.keyvault.cipher import EnvelopeCipher, Keyring, SealedSecret, SecretOwner
 from services.keyvault.errors import KeyringInvalid, SecretUnreadable
 from services.keyvault.settings import Settings
-from shared.secrets import ProviderKey
+from shared.secrets import GatewayToken, ProviderKey
 
 # Settings look for mounted secrets in a directory this machine does not have.
 
@@ -69,6 +69,24 @@ def test_a_sealed_key_opens_for_its_owner(cipher: EnvelopeCipher) -> None:
     key, row = provider_key(), owner()
 
     assert cipher.open(cipher.seal(key, row), row).reveal() == key.reveal()
+
+
+def test_no_key_seals_and_opens_as_no_key(cipher: EnvelopeCipher) -> None:
+    """A keyless server's connection is sealed like any other and opens as "no key"."""
+    row = owner()
+    sealed = cipher.seal(ProviderKey.none(), row)
+
+    opened = cipher.open(sealed, row)
+
+    assert not opened and opened.reveal() == "" and opened.masked == "(none)"
+    with pytest.raises(SecretUnreadable):
+        cipher.open(sealed, owner())
+
+
+def test_only_a_provider_key_may_be_empty() -> None:
+    assert not ProviderKey("") and repr(ProviderKey("")) == "ProviderKey('(none)')"
+    with pytest.raises(ValueError, match="empty"):
+        GatewayToken("")
 
 
 def test_sealing_uses_the_active_keyring_version_and_hides_the_key(cipher: EnvelopeCipher) -> None:
