@@ -17,7 +17,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -46,6 +46,7 @@ from shared.providers import (
 
 log = structlog.get_logger(__name__)
 _propagator = TraceContextTextMapPropagator()
+_T = TypeVar("_T")
 
 # A door's own checks of a parsed body: a refusal, or None when the body will do.
 BodyCheck = Callable[[dict[str, Any], Dialect], Response | None]
@@ -207,19 +208,20 @@ class Gateway:
         call = admitted.call
         # The span outlives this function: it ends when the last event has been relayed.
         span = start_span(call, admitted.trace_parent)
-        try:
-            response = await upstream.send(self._session, prepared)
-            if not _succeeded(response):
-                async with response:
-                    content = await response.read()
-                refused = self._refused(call, response, content)
-                end_span(span, call)
-                return refused
-        except upstream.TRANSPORT_ERRORS as error:
-            failed = self._failed(call, upstream.transport_failure(call.provider, error))
+        # A model may think for a long while before its first byte: a client that leaves
+        # meanwhile cancels the request then, not only once the stream has begun.
+        opening = asyncio.ensure_future(self._open_stream(call, prepared))
+        opened = await cancel_on_disconnect(admitted.request, opening)
+        if opened is None:
+            call.status = 499
             end_span(span, call)
-            return failed
+            self._recorder.record(call)
+            return Response(status_code=499)
+        if isinstance(opened, Response):
+            end_span(span, call)
+            return opened
 
+        response = opened
         relay = reply.relay()
 
         async def events() -> AsyncIterator[bytes]:
@@ -246,6 +248,21 @@ class Gateway:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+    async def _open_stream(
+        self, call: Call, prepared: ChatUpstreamRequest
+    ) -> aiohttp.ClientResponse | Response:
+        """The provider's streaming response once its headers arrive, or the refusal to send."""
+        try:
+            response = await upstream.send(self._session, prepared)
+            if _succeeded(response):
+                return response
+
+            async with response:
+                content = await response.read()
+            return self._refused(call, response, content)
+        except upstream.TRANSPORT_ERRORS as error:
+            return self._failed(call, upstream.transport_failure(call.provider, error))
 
     async def _relayed(
         self, call: Call, response: aiohttp.ClientResponse, relay: StreamRelay
@@ -322,10 +339,11 @@ def _succeeded(response: aiohttp.ClientResponse) -> bool:
     return 200 <= response.status < 300
 
 
-async def cancel_on_disconnect(request: Request, work: asyncio.Task[Response]) -> Response | None:
-    """The work's response, or None if the client left first (the work is then cancelled)."""
+async def cancel_on_disconnect(request: Request, work: asyncio.Future[_T]) -> _T | None:
+    """The work's result, or None if the client left first (the work is then cancelled)."""
     disconnected = asyncio.ensure_future(_disconnect(request))
-    done, _ = await asyncio.wait({work, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+    either: set[asyncio.Future[Any]] = {work, disconnected}
+    done, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
     if work in done:
         disconnected.cancel()
         return work.result()

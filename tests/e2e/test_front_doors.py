@@ -345,6 +345,38 @@ async def test_a_client_leaving_a_translated_stream_cancels_the_provider_stream(
     await eventually(provider_stream_cancelled, within=5)
 
 
+@pytest.mark.parametrize(
+    ("door", "kind", "stream"),
+    [
+        ("chat", "openai", True),
+        ("chat", "openai", False),
+        ("messages", "google", True),
+        ("responses", "anthropic", True),
+    ],
+)
+async def test_a_client_leaving_before_the_first_byte_cancels_the_provider_request(
+    stack: Stack, providers: Providers, emulator: EmulatorState, door: str, kind: str, stream: bool
+) -> None:
+    """A client that gives up while the model is still thinking makes the proxy hang up too."""
+    emulator.delay = 10.0
+    abandoned = emulator.requests_abandoned
+    path, body, dialect = _door_requests(providers.models[kind])[door]
+    try:
+        async with httpx.AsyncClient(base_url=stack.openai_base_url, timeout=0.5) as client:
+            with pytest.raises(httpx.ReadTimeout):
+                await client.post(
+                    path, json={**body, "stream": stream}, headers=_auth(dialect, providers.token)
+                )
+
+        async def provider_request_abandoned() -> bool:
+            return emulator.requests_abandoned > abandoned
+
+        # Long before the model would have answered, or the proxy's read timeout struck.
+        await eventually(provider_request_abandoned, within=3)
+    finally:
+        emulator.delay = 0.0
+
+
 async def test_every_door_records_usage(
     stack: Stack,
     sdk: openai.AsyncOpenAI,

@@ -38,8 +38,9 @@ def upstream_route(
         recorded = await record(request)
         state.requests.append(recorded)
 
-        if state.delay > 0:
-            await asyncio.sleep(state.delay)
+        if state.delay > 0 and not await _thought_for(state.delay, request):
+            state.requests_abandoned += 1
+            return Response(status_code=499)
 
         fault = state.take_fault()
         if fault is not None:
@@ -51,6 +52,16 @@ def upstream_route(
         return await handler(request, recorded)
 
     return endpoint
+
+
+async def _thought_for(seconds: float, request: Request) -> bool:
+    """Wait as a slow model would; False if the caller hung up first, as a provider sees it."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while (left := deadline - asyncio.get_running_loop().time()) > 0:
+        if await request.is_disconnected():
+            return False
+        await asyncio.sleep(min(left, 0.02))
+    return True
 
 
 async def record(request: Request) -> RecordedRequest:

@@ -102,6 +102,8 @@ class EmulatorState:
     streams_finished: int = 0
     # Streams whose client (the gateway) went away before the last chunk.
     streams_cancelled: int = 0
+    # Requests whose client went away while the emulator was still "thinking" (delay).
+    requests_abandoned: int = 0
 
     def fail_next(
         self,
