@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import orjson
 import structlog
 
-from services.proxy.sse import EventRelay
+from services.proxy.sse import EventRelay, last_sequence_number
 from shared.providers import ProviderAdapter, StreamDecoder, UpstreamFailure, Usage
 from shared.providers.openai_compatible import usage_of
 from shared.secrets import ProviderKey
@@ -105,6 +105,8 @@ class OpenAIChunkEncoder:
 
 # Renders a failure inside a stream as the client's error event.
 ErrorEvent = Callable[[UpstreamFailure, str], bytes]
+# The same for a dialect whose events are numbered: given the number the event must carry.
+NumberedErrorEvent = Callable[[UpstreamFailure, str, int], bytes]
 
 
 def openai_error_event(failure: UpstreamFailure, provider: str) -> bytes:
@@ -117,7 +119,9 @@ class NativeReply:
     ``error_event`` writes a failure in the client's stream dialect; ``is_error`` tells
     the provider's own error events, which are re-worded with it. Without them (the
     Responses API, whose error events carry no key material and need no re-wording),
-    only a broken connection adds an event.
+    only a broken connection adds an event. ``numbered_error_event`` is for dialects whose
+    events carry a rising ``sequence_number`` (Responses): the relay then notes the last
+    number it passed on, so the event it adds continues the count.
     """
 
     def __init__(
@@ -130,10 +134,12 @@ class NativeReply:
         error_event: ErrorEvent,
         is_error: Callable[[dict[str, Any]], bool],
         hide_usage_only_events: bool = False,
+        numbered_error_event: NumberedErrorEvent | None = None,
     ) -> None:
         self.adapter = adapter
         self.provider = provider
         self.error_event = error_event
+        self.numbered_error_event = numbered_error_event
         self.is_error = is_error
         self._key = key
         self._model = upstream_model
@@ -182,6 +188,8 @@ class PassThroughRelay:
         self._events = EventRelay(self._watch)
         self._usage: Usage | None = None
         self._failure: UpstreamFailure | None = None
+        self._numbered = reply.numbered_error_event is not None
+        self._last_sequence = -1
 
     @property
     def usage(self) -> Usage | None:
@@ -192,17 +200,29 @@ class PassThroughRelay:
         return self._failure
 
     def feed(self, data: bytes) -> bytes:
-        return self._events.feed(data)
+        return self._numbered_seen(self._events.feed(data))
 
     def close(self) -> bytes:
-        return self._events.close()
+        return self._numbered_seen(self._events.close())
 
     def broken(self, failure: UpstreamFailure) -> bytes:
         if self._failure is not None:
             return b""
 
         self._failure = failure
-        return self._events.close() + self._reply.error_event(failure, self._reply.provider)
+        rest = self.close()
+        numbered = self._reply.numbered_error_event
+        if numbered is not None:
+            return rest + numbered(failure, self._reply.provider, self._last_sequence + 1)
+
+        return rest + self._reply.error_event(failure, self._reply.provider)
+
+    def _numbered_seen(self, relayed: bytes) -> bytes:
+        if self._numbered and relayed:
+            last = last_sequence_number(relayed)
+            if last is not None:
+                self._last_sequence = last
+        return relayed
 
     def _watch(self, event: bytes, payload: dict[str, Any]) -> bytes:
         if self._reply.is_error(payload):

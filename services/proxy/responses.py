@@ -72,20 +72,27 @@ def _native_reply(call: Call) -> NativeReply:
         call.credential.key,
         upstream_model=call.upstream_model,
         provider=call.provider,
-        error_event=responses_error_event,
+        error_event=lambda failure, provider: responses_error_event(failure, provider, 0),
+        numbered_error_event=responses_error_event,
         is_error=lambda payload: False,
     )
 
 
-def responses_error_event(failure: UpstreamFailure, provider: str) -> bytes:
+def responses_error_event(failure: UpstreamFailure, provider: str, sequence_number: int) -> bytes:
     """The ``error`` event for a relayed Responses stream whose connection broke.
 
-    It carries no ``sequence_number``: the relay does not read every event to know it.
+    ``sequence_number`` follows the last one the provider's events carried.
     """
     error = openai_failure(failure, provider).body["error"]
     return named_event(
         "error",
-        {"type": "error", "code": error["code"], "message": error["message"], "param": None},
+        {
+            "type": "error",
+            "code": error["code"],
+            "message": error["message"],
+            "param": None,
+            "sequence_number": sequence_number,
+        },
     )
 
 

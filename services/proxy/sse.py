@@ -23,6 +23,7 @@ Watcher = Callable[[bytes, dict[str, Any]], bytes]
 _USAGE: Final = b'"usage"'
 _NO_USAGE: Final = (b'"usage":null', b'"usage": null')
 _ERROR: Final = b'"error"'
+_SEQUENCE: Final = b'"sequence_number":'
 # The longest event separator, less one: how far back a new read may complete one.
 _SEAM: Final = 3
 
@@ -57,6 +58,25 @@ def _events(block: bytes) -> list[bytes]:
         events.append(block[start:end])
         start = end
     return events
+
+
+def last_sequence_number(block: bytes) -> int | None:
+    """The last ``sequence_number`` a block of Responses events carries, found without parsing.
+
+    One backwards search per read: a relay that wants only the latest number need not
+    decode every event to know it.
+    """
+    at = block.rfind(_SEQUENCE)
+    if at == -1:
+        return None
+
+    start = at + len(_SEQUENCE)
+    while start < len(block) and block[start] in b" \t":
+        start += 1
+    end = start
+    while end < len(block) and 0x30 <= block[end] <= 0x39:
+        end += 1
+    return int(block[start:end]) if end > start else None
 
 
 def _payload(event: bytes) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from services.proxy.relays import (
     TranslatedRelay,
     openai_error_event,
 )
+from services.proxy.responses import responses_error_event
 from services.proxy.upstream import transport_failure
 from shared.providers import UpstreamFailure, adapter_for
 from shared.secrets import ProviderKey
@@ -125,6 +126,36 @@ def test_a_broken_connection_ends_a_passed_through_stream_with_one_error_event()
     assert out.startswith(b"data: ") and b'"error"' in out and b"team-openai" in out
     assert again == b""
     assert relay.failure is failure
+
+
+def test_a_broken_responses_stream_ends_with_the_next_sequence_number() -> None:
+    """The error event added to a relayed Responses stream continues the provider's count."""
+    reply = NativeReply(
+        adapter_for("openai"),
+        KEY,
+        upstream_model="gpt-x",
+        provider="team-openai",
+        error_event=openai_error_event,
+        numbered_error_event=responses_error_event,
+        is_error=lambda payload: False,
+    )
+    relay = reply.relay()
+    events = [
+        sse({"type": "response.created", "sequence_number": 0}, "response.created"),
+        sse({"type": "response.output_text.delta", "delta": "a", "sequence_number": 1}),
+        sse({"type": "response.output_text.delta", "delta": "b", "sequence_number": 12}),
+    ]
+    whole = b"".join(events)
+    # The last event is torn across reads: only what was whole counts until it completes.
+    relayed = relay.feed(whole[:-30]) + relay.feed(whole[-30:-1])
+    failure = UpstreamFailure("reset", provider="openai", status=502, category="unreachable")
+
+    out = relay.broken(failure)
+
+    assert relayed + out.partition(b"event: error")[0] == whole[:-1]
+    error = orjson.loads(out.rpartition(b"data: ")[2])
+    assert error["type"] == "error" and error["sequence_number"] == 13
+    assert "team-openai" in error["message"]
 
 
 def test_a_translated_stream_says_the_failure_as_soon_as_the_provider_does() -> None:
