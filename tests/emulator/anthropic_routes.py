@@ -113,7 +113,15 @@ class _Anthropic:
         page = models[start : start + size]
         created = datetime.fromtimestamp(self.state.created, UTC).isoformat().replace("+00:00", "Z")
         data = [
-            {"type": "model", "id": m, "display_name": m.title(), "created_at": created}
+            {
+                "type": "model",
+                "id": m,
+                "display_name": m.title(),
+                "created_at": created,
+                "lifecycle": "active",
+                "max_input_tokens": 200_000,
+                "max_tokens": 64_000,
+            }
             for m in page
         ]
         return json_response(

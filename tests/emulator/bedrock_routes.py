@@ -111,6 +111,7 @@ class _Bedrock:
         # A provisioned-only model a gateway cannot call on demand.
         summaries.append(
             {
+                "modelArn": "arn:aws:bedrock:us-east-1::foundation-model/emulated.provisioned-only-v1:0",
                 "modelId": "emulated.provisioned-only-v1:0",
                 "providerName": "Emulated",
                 "outputModalities": ["TEXT"],

@@ -5,7 +5,9 @@ kind; the same checks then run against that provider's wire format: the key chec
 paged listing, plain and streamed chat, tools (parallel, arguments split across chunks, a
 round trip of results), images, upstream errors and a failure in the middle of a stream,
 usage with cached and reasoning tokens, and the key never showing in any message. Answers
-and chunks are validated with the official OpenAI SDK's types.
+and chunks are validated with the official OpenAI SDK's types, and what crossed the wire
+(requests, answers, stream events, model pages) with the provider's own official types
+(:mod:`tests.unit.official_types`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from shared.providers import (
 )
 from shared.secrets import ProviderKey
 from tests.emulator import EmulatorState, provider_base_url, running_emulator
+from tests.unit.official_types import BY_KIND, WireCheck
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 WEATHER = {
@@ -118,6 +121,10 @@ class ProviderContract:
     def adapter(self) -> ProviderAdapter:
         return adapter_for(self.kind)
 
+    @property
+    def wire(self) -> WireCheck:
+        return BY_KIND[self.kind]
+
     @asynccontextmanager
     async def provider(
         self, state: EmulatorState
@@ -138,10 +145,11 @@ class ProviderContract:
     async def chat(
         self, endpoint: Endpoint, client: httpx.AsyncClient, key: str, body: dict[str, Any]
     ) -> dict[str, Any]:
-        response = await self.send(
-            client, self.adapter.chat_request(endpoint, ProviderKey(key), body)
-        )
+        request = self.adapter.chat_request(endpoint, ProviderKey(key), body)
+        self.wire.request(request.url, request.body)
+        response = await self.send(client, request)
         assert response.status_code == 200, response.text
+        self.wire.answer(response.content)
         completion = self.adapter.response_to_openai(response.content, model=body["model"])
         ChatCompletion.model_validate(completion)
         return completion
@@ -153,14 +161,18 @@ class ProviderContract:
         decoder: StreamDecoder = self.adapter.stream_decoder(
             model=body["model"], key=ProviderKey(key)
         )
+        self.wire.request(request.url, request.body)
         chunks: list[dict[str, Any]] = []
+        received = bytearray()
         async with client.stream(
             request.method, request.url, headers=request.headers, content=request.body
         ) as response:
             assert response.status_code == 200, await response.aread()
             async for piece in response.aiter_raw():
+                received += piece
                 chunks.extend(decoder.feed(piece))
         chunks.extend(decoder.close())
+        self.wire.stream(bytes(received))
         for chunk in chunks:
             ChatCompletionChunk.model_validate(chunk)
         return accumulate(chunks, decoder.failure, decoder.usage)
@@ -197,6 +209,16 @@ class ProviderContract:
         assert [m.id for m in listed][:5] == state.models
         if self.paged_models:
             assert len(state.requests) == 3
+        await self.check_pages_seen(state)
+
+    async def check_pages_seen(self, state: EmulatorState) -> None:
+        """Ask again for each page the adapter asked for, and check it with official types."""
+        async with running_emulator(state) as base_url, httpx.AsyncClient() as client:
+            root = base_url.removesuffix("/v1")
+            for seen in list(state.requests):
+                page = await client.get(root + seen.path, params=seen.query, headers=seen.headers)
+                assert page.status_code == 200, page.text
+                self.wire.models_page(seen.path, page.content)
 
     # Chat.
 
