@@ -16,10 +16,11 @@ from services.access import queries
 from services.access.auth import CallingService, Operator, TokenDirectory
 from services.access.deps import AdminCaller, AnyCaller, RuntimeDep, request_id
 from services.access.domain import AccessError, Conflict, Forbidden, Invalid, NotFound
-from services.access.handlers import groups, members, rules, tokens
+from services.access.handlers import groups, members, rules, tokens, workspaces
 from services.access.schemas import (
     AddMember,
     ChangeRole,
+    ChangeWorkspaceSettings,
     CreateGroup,
     CreateWorkspace,
     GrantAccess,
@@ -34,6 +35,7 @@ from services.access.schemas import (
     TokenCreatedOut,
     TokenOut,
     WorkspaceCreatedOut,
+    WorkspaceSettingsOut,
 )
 from shared.http import ApiError, error_body
 
@@ -65,6 +67,23 @@ async def create_workspace(body: CreateWorkspace, runtime: RuntimeDep) -> Worksp
         correlation_id=request_id(),
     )
     return WorkspaceCreatedOut.of(created)
+
+
+@router.get("/workspace/settings")
+async def workspace_settings(caller: AdminCaller, runtime: RuntimeDep) -> WorkspaceSettingsOut:
+    allowed = await workspaces.allows_unpriced_models(runtime, caller.workspace_id)
+    return WorkspaceSettingsOut(allow_unpriced_models=allowed)
+
+
+@router.patch("/workspace/settings")
+async def change_workspace_settings(
+    body: ChangeWorkspaceSettings, caller: AdminCaller, runtime: RuntimeDep
+) -> WorkspaceSettingsOut:
+    """Change the settings given; a setting left out keeps its value."""
+    allowed = await workspaces.change_settings(
+        runtime, caller, allow_unpriced_models=body.allow_unpriced_models
+    )
+    return WorkspaceSettingsOut(allow_unpriced_models=allowed)
 
 
 @router.get("/me")

@@ -66,6 +66,11 @@ class GrantAccess(_Body):
     principal_id: str | None = Field(default=None, max_length=36)
 
 
+class ChangeWorkspaceSettings(_Body):
+    # Left out: unchanged.
+    allow_unpriced_models: bool | None = None
+
+
 class Introspect(_Body):
     token_hash: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 hex of the token")
 
@@ -80,6 +85,12 @@ class Page(BaseModel, Generic[T]):
 class WorkspaceOut(BaseModel):
     id: str
     name: str
+
+
+class WorkspaceSettingsOut(BaseModel):
+    # Whether members may call models whose price the catalog does not know. Such calls
+    # are refused with a 403 at the proxy when this is false.
+    allow_unpriced_models: bool
 
 
 class OwnerOut(BaseModel):

@@ -29,6 +29,8 @@ workspaces = Table(
     Column("id", String(_ID), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    # Whether members may call models the catalog has no price for.
+    Column("allow_unpriced_models", Boolean, nullable=False, default=True),
 )
 
 users = Table(

@@ -1,4 +1,5 @@
-"""Wires the catalog: settings, runtime, upstream clients, consumer, routes."""
+"""Wires the catalog: settings, model data, runtime, upstream clients, consumer, scheduler,
+routes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from fastapi import FastAPI
 from services.catalog import subscribers
 from services.catalog.api import admin, health, install_errors
 from services.catalog.handlers import Catalog
+from services.catalog.model_data import ModelData
+from services.catalog.scheduler import SyncScheduler
 from services.catalog.settings import Settings
 from services.catalog.tables import metadata
 from services.catalog.upstream import KeyvaultKeys, ModelSource
@@ -25,22 +28,38 @@ from shared.telemetry import instrument
 def create_app() -> FastAPI:
     settings = Settings()
     configure_logging("catalog", settings.log_level, settings.log_json)
+    # A broken data file stops the catalog here, before it could list a model unpriced.
+    model_data = ModelData.load(
+        settings.model_data_file, include_bundled=settings.model_data_include_bundled
+    )
     runtime = Runtime(settings, service="catalog", metadata=metadata)
     signer = ServiceSigner(settings.service_secret.get_secret_value().encode())
     # Calls to our own services never go through an outbound proxy; provider calls may.
     services_client = httpx.AsyncClient(timeout=settings.keyvault_timeout_seconds, trust_env=False)
     provider_client = httpx.AsyncClient(timeout=settings.provider_timeout_seconds)
     source = ModelSource(
-        KeyvaultKeys(services_client, settings.keyvault_url, signer), provider_client
+        KeyvaultKeys(services_client, settings.keyvault_url, signer), provider_client, model_data
     )
-    catalog = Catalog(runtime, source)
+    catalog = Catalog(runtime, source, settings.sync_schedule)
     subscribers.register(runtime, catalog)
+    scheduler = SyncScheduler(
+        catalog,
+        poll_seconds=settings.sync_poll_seconds,
+        batch=settings.sync_batch,
+        concurrency=settings.sync_concurrency,
+        lease_seconds=settings.sync_lease_seconds,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
             async with runtime.lifespan():
-                yield
+                if not settings.sync_scheduled:
+                    yield
+                    return
+
+                async with scheduler.running():
+                    yield
         finally:
             await provider_client.aclose()
             await services_client.aclose()
@@ -55,6 +74,7 @@ def create_app() -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.catalog = catalog
+    app.state.settings = settings
     app.state.introspector = Introspector(
         services_client, settings.access_url, signer, service="catalog"
     )

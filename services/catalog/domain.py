@@ -6,13 +6,17 @@ the connection. Only real differences become events, so a sync that finds nothin
 says nothing. A model that disappears upstream is retired, not deleted: its id stays
 valid in access rules and usage history, and if the provider offers it again it comes
 back under the same id, disabled, as a fresh discovery.
+
+A model's description (display name, context window, modalities, tools, price) is part
+of what a sync compares: a provider that starts stating a larger context window, or an
+operator's data file that changes a price, is an update like a changed owner.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 # A failure reason is shown to admins; a provider's explanation is short, ours shorter.
@@ -20,11 +24,58 @@ MAX_REASON_LENGTH = 300
 
 
 @dataclass(frozen=True, slots=True)
+class Price:
+    """US dollars per million tokens."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDetails:
+    """What is known about a model besides its id; every part may be unknown.
+
+    ``price`` None is "price unknown", never "free". ``successor`` is the upstream id of
+    the model that replaces this one, on the same connection.
+    """
+
+    display_name: str | None = None
+    family: str | None = None
+    context_window: int | None = None
+    input_modalities: tuple[str, ...] = ()
+    output_modalities: tuple[str, ...] = ()
+    supports_tools: bool | None = None
+    price: Price | None = None
+    successor: str | None = None
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        """The tags the read API filters on, derived from modalities and tool support."""
+        tags = []
+        if self.supports_tools:
+            tags.append("tools")
+        if "image" in self.input_modalities:
+            tags.append("vision")
+        if "audio" in self.input_modalities or "audio" in self.output_modalities:
+            tags.append("audio")
+        if "image" in self.output_modalities:
+            tags.append("image_output")
+        if "embedding" in self.output_modalities:
+            tags.append("embeddings")
+        return tuple(tags)
+
+
+CAPABILITIES = ("tools", "vision", "audio", "image_output", "embeddings")
+
+
+@dataclass(frozen=True, slots=True)
 class OfferedModel:
-    """One model as the provider lists it now."""
+    """One model as the provider lists it now, described."""
 
     upstream_id: str
     owned_by: str | None = None
+    details: ModelDetails = field(default_factory=ModelDetails)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +86,7 @@ class KnownModel:
     upstream_id: str
     owned_by: str | None
     retired: bool
+    details: ModelDetails = field(default_factory=ModelDetails)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +98,11 @@ class Reappeared:
 
 
 @dataclass(frozen=True, slots=True)
-class OwnerChanged:
-    """A model whose owner, as the provider states it, is not what the catalog recorded."""
+class Changed:
+    """A model whose owner or description is not what the catalog recorded."""
 
     model: KnownModel
-    owned_by: str | None
+    offered: OfferedModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +111,12 @@ class CatalogDiff:
 
     discovered: tuple[OfferedModel, ...] = ()
     reappeared: tuple[Reappeared, ...] = ()
-    owner_changed: tuple[OwnerChanged, ...] = ()
+    changed: tuple[Changed, ...] = ()
     retired: tuple[KnownModel, ...] = ()
 
     @property
     def is_empty(self) -> bool:
-        return not (self.discovered or self.reappeared or self.owner_changed or self.retired)
+        return not (self.discovered or self.reappeared or self.changed or self.retired)
 
 
 def diff_models(known: Iterable[KnownModel], offered: Iterable[OfferedModel]) -> CatalogDiff:
@@ -74,15 +126,15 @@ def diff_models(known: Iterable[KnownModel], offered: Iterable[OfferedModel]) ->
 
     discovered: list[OfferedModel] = []
     reappeared: list[Reappeared] = []
-    owner_changed: list[OwnerChanged] = []
+    changed: list[Changed] = []
     for upstream_id, offer in offered_by_upstream.items():
         model = known_by_upstream.get(upstream_id)
         if model is None:
             discovered.append(offer)
         elif model.retired:
             reappeared.append(Reappeared(model, offer))
-        elif model.owned_by != offer.owned_by:
-            owner_changed.append(OwnerChanged(model, offer.owned_by))
+        elif model.owned_by != offer.owned_by or model.details != offer.details:
+            changed.append(Changed(model, offer))
 
     retired = [
         model
@@ -92,7 +144,7 @@ def diff_models(known: Iterable[KnownModel], offered: Iterable[OfferedModel]) ->
     return CatalogDiff(
         discovered=tuple(discovered),
         reappeared=tuple(reappeared),
-        owner_changed=tuple(owner_changed),
+        changed=tuple(changed),
         retired=tuple(retired),
     )
 
@@ -108,6 +160,43 @@ def _first_of_each(offered: Iterable[OfferedModel]) -> dict[str, OfferedModel]:
 def model_name(connection_name: str, upstream_id: str) -> str:
     """The name members call a model by: unique in the workspace, as connection names are."""
     return f"{connection_name}/{upstream_id}"
+
+
+class NewModelAction(enum.Enum):
+    """What a connection's syncs do with a model they discover for the first time."""
+
+    DISABLED = "disabled"
+    ENABLE_FOR_WORKSPACE = "enable_for_workspace"
+    ENABLE_FOR_GROUPS = "enable_for_groups"
+
+
+@dataclass(frozen=True, slots=True)
+class NewModelPolicy:
+    """A connection's policy for newly discovered models; the default keeps them off."""
+
+    action: NewModelAction = NewModelAction.DISABLED
+    group_ids: tuple[str, ...] = ()
+
+    @property
+    def enables(self) -> bool:
+        return self.action is not NewModelAction.DISABLED
+
+
+class InvalidPolicy(ValueError):
+    """A policy that cannot be applied as stated."""
+
+
+def new_model_policy(action: str, group_ids: Iterable[str]) -> NewModelPolicy:
+    """A policy from what an admin sent: groups are named for, and only for, group grants."""
+    chosen = NewModelAction(action)
+    groups = tuple(dict.fromkeys(group_ids))
+    if chosen is NewModelAction.ENABLE_FOR_GROUPS and not groups:
+        raise InvalidPolicy("enable_for_groups needs at least one group id")
+
+    if chosen is not NewModelAction.ENABLE_FOR_GROUPS and groups:
+        raise InvalidPolicy(f"group_ids only go with enable_for_groups, not {chosen.value}")
+
+    return NewModelPolicy(chosen, groups)
 
 
 class Switch(enum.Enum):

@@ -1,4 +1,5 @@
-"""The catalog's commands: record connections, apply model listings, switch models on and off.
+"""The catalog's commands: record connections, apply model listings, switch models on and
+off, set a connection's policy for new models, and claim the syncs that are due.
 
 Each command loads what it needs under a row lock, decides with ``domain``, and saves the
 rows and their events in one transaction; the relay is woken after the commit. Network
@@ -9,47 +10,51 @@ consumer can run them inside ``Projection.apply_once``.
 
 from __future__ import annotations
 
+import random
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.catalog import views
 from services.catalog.domain import (
-    CatalogDiff,
     Fetched,
     KnownModel,
     ListingFailed,
-    OfferedModel,
-    OwnerChanged,
-    Reappeared,
+    NewModelPolicy,
     Switch,
     SyncResult,
     decide_switch,
     diff_models,
     is_superseded,
-    model_name,
 )
 from services.catalog.errors import ConnectionDisconnected, ConnectionNotFound, ModelNotFound
-from services.catalog.tables import CONNECTION_ACTIVE, CONNECTION_DISCONNECTED, connections, models
-from services.catalog.upstream import ModelSource
-from shared.db import upsert
-from shared.events.envelope import utcnow
-from shared.events.schemas import (
-    ModelDisabled,
-    ModelDiscovered,
-    ModelEnabled,
-    ModelRetired,
-    ModelUpdated,
+from services.catalog.schedule import SyncSchedule
+from services.catalog.tables import (
+    CONNECTION_ACTIVE,
+    CONNECTION_DISCONNECTED,
+    DETAIL_COLUMNS,
+    connections,
+    details_of,
+    models,
 )
+from services.catalog.upstream import ModelSource
+from services.catalog.writer import DiffWriter
+from shared.db import upsert
+from shared.events import schemas as ev
+from shared.events.envelope import utcnow
 from shared.events.store import Actor
 from shared.runtime import Runtime
 
 log = structlog.get_logger(__name__)
+
+# Who acts when nobody asked: scheduled syncs, and the grants a policy asks for.
+SYSTEM_ACTOR_ID = "system"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,17 +69,36 @@ class NewConnection:
 
 
 @dataclass(frozen=True, slots=True)
-class SwitchOutcome:
-    decision: Switch
-    model: views.ModelView
+class BulkOutcome:
+    """What a bulk switch did to each model asked for."""
+
+    decisions: dict[str, Switch]
+    not_found: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A connection whose sync this replica has claimed."""
+
+    connection_id: str
+    workspace_id: str
 
 
 class Catalog:
     """The catalog's write side, built once at start-up."""
 
-    def __init__(self, runtime: Runtime, source: ModelSource) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        source: ModelSource,
+        schedule: SyncSchedule,
+        *,
+        spread: Callable[[], float] | None = None,
+    ) -> None:
         self._runtime = runtime
         self._source = source
+        self._schedule = schedule
+        self._spread = spread or (lambda: random.uniform(-1.0, 1.0))  # noqa: S311 - jitter, not a secret
 
     async def fetch(self, connection_id: str, workspace_id: str) -> Fetched:
         """The network half of a sync; never inside a transaction."""
@@ -90,6 +114,16 @@ class Catalog:
         if connection.status != CONNECTION_ACTIVE:
             raise ConnectionDisconnected(connection_id)
 
+        return await self._fetch_and_apply(connection_id, workspace_id, actor)
+
+    async def sync_claimed(self, claimed: Claimed) -> SyncResult:
+        """Run a sync the scheduler claimed, as the system."""
+        actor = Actor(claimed.workspace_id, SYSTEM_ACTOR_ID, correlation_id=str(uuid.uuid4()))
+        return await self._fetch_and_apply(claimed.connection_id, claimed.workspace_id, actor)
+
+    async def _fetch_and_apply(
+        self, connection_id: str, workspace_id: str, actor: Actor
+    ) -> SyncResult:
         fetched = await self.fetch(connection_id, workspace_id)
 
         async with self._runtime.engine.begin() as conn:
@@ -98,32 +132,94 @@ class Catalog:
         self._runtime.events_committed()
         return result
 
+    async def claim_due(self, now: datetime, *, limit: int, lease: timedelta) -> list[Claimed]:
+        return await claim_due(self._runtime.engine, now, limit=limit, lease=lease)
+
     async def switch(
         self, model_id: str, *, workspace_id: str, enable: bool, actor: Actor
-    ) -> SwitchOutcome:
+    ) -> Switch:
         """Enable or disable a model; an event only when its state really changes."""
+        outcome = await self.switch_many(
+            [model_id], workspace_id=workspace_id, enable=enable, actor=actor
+        )
+        if outcome.not_found:
+            raise ModelNotFound(model_id)
+
+        return outcome.decisions[model_id]
+
+    async def switch_many(
+        self, model_ids: Sequence[str], *, workspace_id: str, enable: bool, actor: Actor
+    ) -> BulkOutcome:
+        """Enable or disable several models in one transaction; retired ones stay off."""
+        wanted = list(dict.fromkeys(model_ids))
         async with self._runtime.engine.begin() as conn:
             query = (
-                select(models.c.enabled, models.c.retired, models.c.connection)
-                .where(models.c.id == model_id, models.c.workspace == workspace_id)
+                select(models.c.id, models.c.enabled, models.c.retired, models.c.connection)
+                .where(models.c.id.in_(wanted), models.c.workspace == workspace_id)
+                .order_by(models.c.id)
+                .with_for_update()
+            )
+            rows = {row.id: row for row in await conn.execute(query)}
+            decisions = {
+                model_id: decide_switch(enabled=row.enabled, retired=row.retired, enable=enable)
+                for model_id, row in rows.items()
+            }
+            changing = [mid for mid, decision in decisions.items() if decision is Switch.CHANGE]
+            if changing:
+                await conn.execute(
+                    update(models)
+                    .where(models.c.id.in_(changing))
+                    .values(enabled=enable, updated_at=utcnow())
+                )
+            # Rows first, events last (see shared.events.store).
+            for model_id in changing:
+                event = ev.ModelEnabled if enable else ev.ModelDisabled
+                data = event(model_id=model_id, connection_id=rows[model_id].connection)
+                await self._runtime.store.append(conn, f"model-{model_id}", [data], actor=actor)
+
+        if changing:
+            self._runtime.events_committed()
+            log.info("models_switched", count=len(changing), enabled=enable)
+        return BulkOutcome(decisions, tuple(mid for mid in wanted if mid not in rows))
+
+    async def set_new_model_policy(
+        self, connection_id: str, policy: NewModelPolicy, *, workspace_id: str, actor: Actor
+    ) -> None:
+        """Record what the connection's syncs do with models they discover from now on."""
+        async with self._runtime.engine.begin() as conn:
+            query = (
+                select(connections.c.new_model_action, connections.c.new_model_group_ids)
+                .where(connections.c.id == connection_id, connections.c.workspace == workspace_id)
                 .with_for_update()
             )
             row = (await conn.execute(query)).first()
             if row is None:
-                raise ModelNotFound(model_id)
+                raise ConnectionNotFound(connection_id)
 
-            decision = decide_switch(enabled=row.enabled, retired=row.retired, enable=enable)
-            if decision is Switch.CHANGE:
-                await self._save_switch(conn, model_id, row.connection, enable, actor)
+            if (row.new_model_action, list(row.new_model_group_ids)) == (
+                policy.action.value,
+                list(policy.group_ids),
+            ):
+                return
 
-            model = await views.get_model(conn, workspace_id, model_id)
-            if model is None:
-                raise ModelNotFound(model_id)
+            await conn.execute(
+                update(connections)
+                .where(connections.c.id == connection_id)
+                .values(
+                    new_model_action=policy.action.value, new_model_group_ids=list(policy.group_ids)
+                )
+            )
+            data = ev.NewModelPolicySet(
+                connection_id=connection_id,
+                action=policy.action.value,
+                group_ids=list(policy.group_ids),
+            )
+            await self._runtime.store.append(
+                conn, f"connection-{connection_id}", [data], actor=actor
+            )
 
-        if decision is Switch.CHANGE:
-            self._runtime.events_committed()
-            log.info("model_switched", model_id=model_id, enabled=enable)
-        return SwitchOutcome(decision, model)
+        self._runtime.events_committed()
+        log.info("new_model_policy_set", connection_id=connection_id, action=policy.action.value)
 
     async def connection_status(self, connection_id: str) -> str | None:
         """``active`` or ``disconnected``; None for a connection the catalog never heard of."""
@@ -151,7 +247,7 @@ class Catalog:
         await conn.execute(
             update(connections)
             .where(connections.c.id == connection_id)
-            .values(status=CONNECTION_DISCONNECTED)
+            .values(status=CONNECTION_DISCONNECTED, sync_claimed_until=None)
         )
 
     async def apply_fetched(
@@ -174,19 +270,27 @@ class Catalog:
             )
 
         if isinstance(fetched, ListingFailed):
-            await self._record_sync(conn, connection_id, fetched.started_at, reason=fetched.reason)
-            log.warning("models_sync_failed", connection_id=connection_id, reason=fetched.reason)
+            failures = connection.sync_failures + 1
+            await self._record_sync(
+                conn, connection_id, fetched.started_at, failures, fetched.reason
+            )
+            log.warning(
+                "models_sync_failed",
+                connection_id=connection_id,
+                reason=fetched.reason,
+                consecutive_failures=failures,
+            )
             return SyncResult(connection_id, fetched.started_at, ok=False, reason=fetched.reason)
 
         diff = diff_models(await self._known_models(conn, connection_id), fetched.models)
-        await _DiffWriter(self._runtime, conn, connection, actor).write(diff)
-        await self._record_sync(conn, connection_id, fetched.started_at, reason=None)
+        await DiffWriter(self._runtime, conn, connection, actor).write(diff)
+        await self._record_sync(conn, connection_id, fetched.started_at, 0, None)
         result = SyncResult(
             connection_id,
             fetched.started_at,
             ok=True,
             discovered=len(diff.discovered) + len(diff.reappeared),
-            updated=len(diff.owner_changed),
+            updated=len(diff.changed),
             retired=len(diff.retired),
         )
         log.info(
@@ -210,129 +314,72 @@ class Catalog:
 
     async def _known_models(self, conn: AsyncConnection, connection_id: str) -> list[KnownModel]:
         query = select(
-            models.c.id, models.c.upstream_id, models.c.owned_by, models.c.retired
+            models.c.id, models.c.upstream_id, models.c.owned_by, models.c.retired, *DETAIL_COLUMNS
         ).where(models.c.connection == connection_id)
-        return [KnownModel(**row._mapping) for row in await conn.execute(query)]
+        return [
+            KnownModel(row.id, row.upstream_id, row.owned_by, row.retired, details_of(row))
+            for row in await conn.execute(query)
+        ]
 
     async def _record_sync(
-        self, conn: AsyncConnection, connection_id: str, at: datetime, *, reason: str | None
-    ) -> None:
-        await conn.execute(
-            update(connections)
-            .where(connections.c.id == connection_id)
-            .values(last_sync_at=at, last_sync_ok=reason is None, last_sync_reason=reason)
-        )
-
-    async def _save_switch(
-        self, conn: AsyncConnection, model_id: str, connection_id: str, enable: bool, actor: Actor
-    ) -> None:
-        await conn.execute(
-            update(models)
-            .where(models.c.id == model_id)
-            .values(enabled=enable, updated_at=utcnow())
-        )
-        event = ModelEnabled if enable else ModelDisabled
-        data = event(model_id=model_id, connection_id=connection_id)
-        await self._runtime.store.append(conn, f"model-{model_id}", [data], actor=actor)
-
-
-class _DiffWriter:
-    """Writes one diff: each model's row and its event, in the caller's transaction."""
-
-    def __init__(
-        self, runtime: Runtime, conn: AsyncConnection, connection: Any, actor: Actor
-    ) -> None:
-        self._store = runtime.store
-        self._conn = conn
-        self._connection = connection
-        self._actor = actor
-        self._now = utcnow()
-        self._events: list[
-            tuple[str, ModelDiscovered | ModelUpdated | ModelRetired, int | None]
-        ] = []
-
-    async def write(self, diff: CatalogDiff) -> None:
-        for offer in diff.discovered:
-            await self._discover(offer)
-        for back in diff.reappeared:
-            await self._rediscover(back)
-        for change in diff.owner_changed:
-            await self._change_owner(change)
-        for model in diff.retired:
-            await self._retire(model)
-        # Rows first, events last: appending takes the events table's lock, and a
-        # transaction holding it must not then wait for a row that an enable or disable
-        # holds while it waits for the same lock.
-        for model_id, data, expected_version in self._events:
-            await self._store.append(
-                self._conn,
-                f"model-{model_id}",
-                [data],
-                actor=self._actor,
-                expected_version=expected_version,
-            )
-
-    async def _discover(self, offer: OfferedModel) -> None:
-        model_id = str(uuid.uuid4())
-        name = model_name(self._connection.name, offer.upstream_id)
-        await self._conn.execute(
-            insert(models).values(
-                id=model_id,
-                workspace=self._connection.workspace,
-                connection=self._connection.id,
-                upstream_id=offer.upstream_id,
-                name=name,
-                owned_by=offer.owned_by,
-                enabled=False,
-                retired=False,
-                discovered_at=self._now,
-                updated_at=self._now,
-            )
-        )
-        await self._append(model_id, self._discovered(model_id, offer), expected_version=0)
-
-    async def _rediscover(self, back: Reappeared) -> None:
-        # Back under its old id, so rules and history still point at it, but switched
-        # off: the admin decides again whether to offer it.
-        await self._update(
-            back.model.id, retired=False, enabled=False, owned_by=back.offered.owned_by
-        )
-        await self._append(back.model.id, self._discovered(back.model.id, back.offered))
-
-    async def _change_owner(self, change: OwnerChanged) -> None:
-        await self._update(change.model.id, owned_by=change.owned_by)
-        data = ModelUpdated(
-            model_id=change.model.id, connection_id=self._connection.id, owned_by=change.owned_by
-        )
-        await self._append(change.model.id, data)
-
-    async def _retire(self, model: KnownModel) -> None:
-        # A retired model is off for good until the provider offers it again.
-        await self._update(model.id, retired=True, enabled=False)
-        await self._append(
-            model.id, ModelRetired(model_id=model.id, connection_id=self._connection.id)
-        )
-
-    def _discovered(self, model_id: str, offer: OfferedModel) -> ModelDiscovered:
-        return ModelDiscovered(
-            model_id=model_id,
-            connection_id=self._connection.id,
-            model_name=model_name(self._connection.name, offer.upstream_id),
-            upstream_id=offer.upstream_id,
-            provider=self._connection.provider,
-            owned_by=offer.owned_by,
-        )
-
-    async def _update(self, model_id: str, **values: Any) -> None:
-        await self._conn.execute(
-            update(models).where(models.c.id == model_id).values(updated_at=self._now, **values)
-        )
-
-    async def _append(
         self,
-        model_id: str,
-        data: ModelDiscovered | ModelUpdated | ModelRetired,
-        *,
-        expected_version: int | None = None,
+        conn: AsyncConnection,
+        connection_id: str,
+        at: datetime,
+        failures: int,
+        reason: str | None,
     ) -> None:
-        self._events.append((model_id, data, expected_version))
+        values: dict[str, Any] = {
+            "last_sync_at": at,
+            "last_sync_ok": reason is None,
+            "last_sync_reason": reason,
+            "sync_failures": failures,
+            "next_sync_at": self._schedule.next_sync_at(utcnow(), failures, self._spread()),
+            "sync_claimed_until": None,
+        }
+        if reason is None:
+            values["last_sync_success_at"] = at
+        await conn.execute(
+            update(connections).where(connections.c.id == connection_id).values(**values)
+        )
+
+
+async def claim_due(
+    engine: AsyncEngine, now: datetime, *, limit: int, lease: timedelta
+) -> list[Claimed]:
+    """Claim up to ``limit`` active connections whose sync is due, for ``lease``.
+
+    Safe with several replicas: on PostgreSQL the candidates are locked with SKIP LOCKED,
+    so replicas pick different ones without waiting on each other; on either backend the
+    claim itself is a conditional update that only succeeds while nobody else holds the
+    connection, so a connection is synced by one replica at a time. A replica that dies
+    mid-sync loses its claim when the lease ends.
+    """
+    due = (
+        (connections.c.status == CONNECTION_ACTIVE)
+        & or_(connections.c.next_sync_at.is_(None), connections.c.next_sync_at <= now)
+        & or_(
+            connections.c.sync_claimed_until.is_(None),
+            connections.c.sync_claimed_until < now,
+        )
+    )
+    candidates = (
+        select(connections.c.id)
+        .where(due)
+        .order_by(connections.c.next_sync_at.asc().nulls_first())
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    async with engine.begin() as conn:
+        ids = list((await conn.execute(candidates)).scalars())
+        if not ids:
+            return []
+
+        claim = (
+            update(connections)
+            .where(connections.c.id.in_(ids), due)
+            .values(sync_claimed_until=now + lease)
+            .returning(connections.c.id, connections.c.workspace)
+        )
+        rows = (await conn.execute(claim)).all()
+    return [Claimed(row.id, row.workspace) for row in rows]

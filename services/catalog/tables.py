@@ -1,8 +1,15 @@
 """The catalog's own tables, in the ``catalog`` schema.
 
 ``connections`` is the catalog's view of keyvault's connections (learned from provider
-events) plus how the last sync went; ``models`` holds every model a connection ever
-offered. The Runtime adds the event tables to the same metadata.
+events), how the last sync went, when the next is due (and which replica has claimed
+it), and the policy for newly discovered models; ``models`` holds every model a
+connection ever offered, with its description and price. The Runtime adds the event
+tables to the same metadata.
+
+The model list is read by workspace in name order, a page at a time: the index on
+``(workspace, name, id)`` serves the order and the keyset cursor; the other filters
+(provider, capability, enabled, a name substring) are checked on the rows the index
+walks, which stays fast for the thousands of models a workspace has.
 
 ``models`` is derived from the catalog's own events, not from keyvault's: replaying
 provider events would list models again under new ids. Rebuilding it means folding
@@ -11,11 +18,16 @@ provider events would list models again under new ids. Rebuilding it means foldi
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
+    JSON,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -23,6 +35,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from services.catalog.domain import ModelDetails, Price
 from shared.db import UTCDateTime
 
 metadata = MetaData(schema="catalog")
@@ -42,8 +55,17 @@ connections = Table(
     Column("last_sync_at", UTCDateTime()),
     Column("last_sync_ok", Boolean),
     Column("last_sync_reason", Text),
+    Column("last_sync_success_at", UTCDateTime()),
+    Column("sync_failures", Integer, nullable=False, default=0),
+    # When the scheduler syncs the connection next; None is "as soon as it can".
+    Column("next_sync_at", UTCDateTime()),
+    # A replica that claimed the sync holds it until then; past it, another may take it.
+    Column("sync_claimed_until", UTCDateTime()),
+    Column("new_model_action", String(30), nullable=False, default="disabled"),
+    Column("new_model_group_ids", JSON, nullable=False, default=list),
 )
 Index("connections_workspace_idx", connections.c.workspace)
+Index("connections_due_idx", connections.c.status, connections.c.next_sync_at)
 
 models = Table(
     "models",
@@ -54,10 +76,76 @@ models = Table(
     Column("upstream_id", Text, nullable=False),
     Column("name", Text, nullable=False),
     Column("owned_by", Text),
+    # The connection's provider kind, copied here so the list filters without a join.
+    Column("provider", String(50), nullable=False),
     Column("enabled", Boolean, nullable=False),
     Column("retired", Boolean, nullable=False),
     Column("discovered_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("retired_at", UTCDateTime()),
+    Column("display_name", Text),
+    Column("family", Text),
+    Column("context_window", Integer),
+    Column("input_modalities", JSON, nullable=False, default=list),
+    Column("output_modalities", JSON, nullable=False, default=list),
+    Column("supports_tools", Boolean),
+    # Space-separated tags between spaces (" tools vision "), for a LIKE on either backend.
+    Column("capabilities", Text, nullable=False, default=" "),
+    # US dollars per million tokens; input and output both None is "price unknown".
+    Column("price_input", Float),
+    Column("price_output", Float),
+    Column("price_cached_input", Float),
+    Column("successor", Text),
     UniqueConstraint("connection", "upstream_id", name="models_connection_upstream_key"),
 )
-Index("models_workspace_idx", models.c.workspace, models.c.name)
+Index("models_workspace_idx", models.c.workspace, models.c.name, models.c.id)
+
+
+def detail_columns(details: ModelDetails) -> dict[str, Any]:
+    """A model's description as the values of its row."""
+    price = details.price
+    tags = details.capabilities
+    return {
+        "display_name": details.display_name,
+        "family": details.family,
+        "context_window": details.context_window,
+        "input_modalities": list(details.input_modalities),
+        "output_modalities": list(details.output_modalities),
+        "supports_tools": details.supports_tools,
+        "capabilities": f" {' '.join(tags)} " if tags else " ",
+        "price_input": price.input if price else None,
+        "price_output": price.output if price else None,
+        "price_cached_input": price.cached_input if price else None,
+        "successor": details.successor,
+    }
+
+
+def details_of(row: Any) -> ModelDetails:
+    """A model's description from its row (any row holding the description's columns)."""
+    price = None
+    if row.price_input is not None and row.price_output is not None:
+        price = Price(row.price_input, row.price_output, row.price_cached_input)
+    return ModelDetails(
+        display_name=row.display_name,
+        family=row.family,
+        context_window=row.context_window,
+        input_modalities=tuple(row.input_modalities or ()),
+        output_modalities=tuple(row.output_modalities or ()),
+        supports_tools=row.supports_tools,
+        price=price,
+        successor=row.successor,
+    )
+
+
+DETAIL_COLUMNS = (
+    models.c.display_name,
+    models.c.family,
+    models.c.context_window,
+    models.c.input_modalities,
+    models.c.output_modalities,
+    models.c.supports_tools,
+    models.c.price_input,
+    models.c.price_output,
+    models.c.price_cached_input,
+    models.c.successor,
+)

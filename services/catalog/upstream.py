@@ -24,6 +24,8 @@ from services.catalog.domain import (
     failure_reason,
 )
 from services.catalog.errors import KeyUnavailable, UnknownProviderKind
+from services.catalog.listing import stated_details
+from services.catalog.model_data import ModelData
 from shared.events.envelope import utcnow
 from shared.providers import Endpoint, ProviderError, adapter_for
 from shared.providers.registry import default_base_url
@@ -95,11 +97,14 @@ class KeyvaultKeys:
 
 
 class ModelSource:
-    """Lists a connection's models with the key keyvault gives for it."""
+    """Lists a connection's models with the key keyvault gives for it, and describes them."""
 
-    def __init__(self, keys: KeyvaultKeys, provider_client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, keys: KeyvaultKeys, provider_client: httpx.AsyncClient, model_data: ModelData
+    ) -> None:
         self._keys = keys
         self._client = provider_client
+        self._model_data = model_data
 
     async def fetch(self, connection_id: str, workspace_id: str) -> Fetched:
         started_at = utcnow()
@@ -129,8 +134,14 @@ class ModelSource:
         except LookupError:
             raise UnknownProviderKind(connection.endpoint.kind) from None
 
+        kind = connection.endpoint.kind
         listed = await adapter.list_models(self._client, connection.endpoint, connection.key)
-        return tuple(OfferedModel(m.id, m.owned_by) for m in listed)
+        return tuple(
+            OfferedModel(
+                m.id, m.owned_by, self._model_data.describe(kind, m.id, stated_details(kind, m.raw))
+            )
+            for m in listed
+        )
 
 
 def _log_call(

@@ -18,7 +18,7 @@ from typing import Any, Final
 import orjson
 from starlette.responses import Response
 
-from services.proxy.view import Refusal
+from services.proxy.view import Refusal, Retired
 from shared.logging import scrub
 from shared.providers import UnsupportedFeature, UpstreamFailure
 from shared.translation import (
@@ -84,9 +84,24 @@ class Dialect:
             code="invalid_api_key",
         )
 
-    def refused(self, refusal: Refusal, model_name: str) -> Response:
+    def refused(self, refusal: Refusal | Retired, model_name: str) -> Response:
         # A caller may put a token where the name goes; never send a credential back.
         model_name = scrub(model_name)
+        if isinstance(refusal, Retired):
+            successor = (
+                f" Use its successor, '{refusal.successor}', instead."
+                if refusal.successor
+                else " Its provider named no successor."
+            )
+            return self.error(
+                404,
+                f"The model '{model_name}' has been retired by its provider and can no longer "
+                f"be called.{successor}",
+                type_="invalid_request_error",
+                code="model_retired",
+                param="model",
+            )
+
         if refusal is Refusal.NOT_GRANTED:
             return self.error(
                 403,
@@ -97,12 +112,14 @@ class Dialect:
                 param="model",
             )
 
-        if refusal is Refusal.MODEL_RETIRED:
+        if refusal is Refusal.PRICE_UNKNOWN:
             return self.error(
-                404,
-                f"The model '{model_name}' has been retired and can no longer be called.",
-                type_="invalid_request_error",
-                code="model_retired",
+                403,
+                f"The model '{model_name}' has no known price, and this workspace does not "
+                "allow models without one. Ask a workspace admin to have it priced or to "
+                "allow unpriced models.",
+                type_="permission_error",
+                code="model_price_unknown",
                 param="model",
             )
 

@@ -7,6 +7,10 @@ models, members and rules the workspace has.
 
 Rules add up: the view counts grants per model for the workspace, per group and per
 user, so removing one rule takes away only what that rule gave.
+
+A retired model is refused with its successor's name when the catalog gave one. A model
+the catalog has no price for is refused when its workspace does not allow unpriced
+models; models described before the catalog knew prices count as unpriced.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ class Model:
     enabled: bool = False
     retired: bool = False
     created: int = 0
+    price_unknown: bool = True
+    successor: str | None = None
 
 
 @dataclass(slots=True)
@@ -91,9 +97,16 @@ class Refusal(Enum):
 
     UNKNOWN_MODEL = "unknown_model"
     MODEL_DISABLED = "model_disabled"
-    MODEL_RETIRED = "model_retired"
     CONNECTION_INACTIVE = "connection_inactive"
     NOT_GRANTED = "not_granted"
+    PRICE_UNKNOWN = "price_unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Retired:
+    """A refusal of a retired model, naming what replaces it when that is known."""
+
+    successor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +130,8 @@ class View:
         self.model_names: dict[tuple[str, str], str] = {}
         self.rules: dict[str, Rule] = {}
         self.grants: dict[str, Grants] = {}
+        # Workspaces that refuse models without a known price; the default allows them.
+        self.unpriced_refused: set[str] = set()
 
     # Questions the hot path asks.
 
@@ -134,14 +149,14 @@ class View:
 
         return Caller(token.token_id, token.user_id, token.workspace_id, member.role)
 
-    def route(self, caller: Caller, model_name: str) -> Route | Refusal:
+    def route(self, caller: Caller, model_name: str) -> Route | Refusal | Retired:
         model_id = self.model_names.get((caller.workspace_id, model_name))
         if model_id is None:
             return Refusal.UNKNOWN_MODEL
 
         model = self.models[model_id]
         if model.retired:
-            return Refusal.MODEL_RETIRED
+            return Retired(model.successor)
 
         if not model.enabled:
             return Refusal.MODEL_DISABLED
@@ -152,6 +167,9 @@ class View:
 
         if not self._granted(caller, model_id):
             return Refusal.NOT_GRANTED
+
+        if model.price_unknown and caller.workspace_id in self.unpriced_refused:
+            return Refusal.PRICE_UNKNOWN
 
         return Route(model, connection)
 
@@ -211,6 +229,15 @@ class View:
         if member is not None:
             member.active = False
 
+    def _workspace_settings_changed(
+        self, data: ev.WorkspaceSettingsChanged, envelope: Envelope
+    ) -> None:
+        workspace_id = envelope.workspaceid or ""
+        if data.allow_unpriced_models is True:
+            self.unpriced_refused.discard(workspace_id)
+        elif data.allow_unpriced_models is False:
+            self.unpriced_refused.add(workspace_id)
+
     def _group_created(self, data: ev.GroupCreated, envelope: Envelope) -> None:
         self.groups[data.group_id] = envelope.workspaceid or ""
 
@@ -248,8 +275,14 @@ class View:
             data.upstream_id,
             data.provider,
             created=int(envelope.time.timestamp()),
+            price_unknown=data.details is None or data.details.price is None,
         )
         self.model_names[(workspace_id, data.model_name)] = data.model_id
+
+    def _model_updated(self, data: ev.ModelUpdated, _envelope: Envelope) -> None:
+        model = self.models.get(data.model_id)
+        if model is not None and data.details is not None:
+            model.price_unknown = data.details.price is None
 
     def _model_flag(self, data: ev.ModelEvent, _envelope: Envelope) -> None:
         model = self.models.get(data.model_id)
@@ -262,6 +295,7 @@ class View:
             model.enabled = False
         elif isinstance(data, ev.ModelRetired):
             model.retired = True
+            model.successor = data.successor
 
     def _access_granted(self, data: ev.AccessGranted, _envelope: Envelope) -> None:
         if data.rule_id in self.rules:
@@ -296,7 +330,9 @@ _HANDLERS: dict[type[ev.EventData], Any] = {
     ev.GroupMemberRemoved: View._group_member_removed,
     ev.ProviderConnected: View._provider_connected,
     ev.ProviderDisconnected: View._provider_disconnected,
+    ev.WorkspaceSettingsChanged: View._workspace_settings_changed,
     ev.ModelDiscovered: View._model_discovered,
+    ev.ModelUpdated: View._model_updated,
     ev.ModelEnabled: View._model_flag,
     ev.ModelDisabled: View._model_flag,
     ev.ModelRetired: View._model_flag,

@@ -105,6 +105,53 @@ class KeyringSecretsRewrapped(KeyringEvent):
 # catalog
 
 
+class ModelPrice(BaseModel):
+    """What a model costs, in US dollars per million tokens."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input: float
+    output: float
+    cached_input: float | None = None
+
+
+class ModelDetails(BaseModel):
+    """What the catalog knows about a model besides its name: from the provider's listing,
+    overlaid with the catalog's data file.
+
+    ``price`` None means the price is unknown: such a model must never be counted as free.
+    ``successor`` is the gateway name (``<connection>/<upstream id>``) of the model that
+    replaces this one, when the provider or the data file names one.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    display_name: str | None = None
+    family: str | None = None
+    context_window: int | None = None
+    input_modalities: list[str] = []
+    output_modalities: list[str] = []
+    supports_tools: bool | None = None
+    price: ModelPrice | None = None
+    successor: str | None = None
+
+
+NewModelAction = Literal["disabled", "enable_for_workspace", "enable_for_groups"]
+
+
+class AutoGrant(BaseModel):
+    """Rules that access creates, as the system, for a model a connection's policy enabled.
+
+    ``principal_kind`` "workspace" grants the whole workspace; "group" grants each of
+    ``group_ids`` that exists in the workspace.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    principal_kind: Literal["workspace", "group"]
+    group_ids: list[str] = []
+
+
 class ModelEvent(EventData):
     service = "catalog"
     aggregate = "model"
@@ -120,24 +167,48 @@ class ModelDiscovered(ModelEvent):
     upstream_id: str
     provider: str
     owned_by: str | None = None
+    # Absent on events written before the catalog described models.
+    details: ModelDetails | None = None
 
 
 class ModelUpdated(ModelEvent):
+    """The model's description changed; the event carries all of it as it is now."""
+
     name = "updated"
 
     owned_by: str | None = None
+    # Absent on events written before the catalog described models: only owned_by changed.
+    details: ModelDetails | None = None
 
 
 class ModelRetired(ModelEvent):
     name = "retired"
 
+    # The gateway name of the model that replaces it, when one is known.
+    successor: str | None = None
+
 
 class ModelEnabled(ModelEvent):
     name = "enabled"
 
+    # Set when the connection's new-model policy enabled the model: what access should grant.
+    grant: AutoGrant | None = None
+
 
 class ModelDisabled(ModelEvent):
     name = "disabled"
+
+
+class NewModelPolicySet(EventData):
+    """An admin decided what happens to models a connection's syncs discover from now on."""
+
+    service = "catalog"
+    aggregate = "connection"
+    name = "new_model_policy_set"
+
+    connection_id: str
+    action: NewModelAction
+    group_ids: list[str] = []
 
 
 # access
@@ -149,6 +220,17 @@ class WorkspaceCreated(EventData):
     name = "created"
 
     workspace_name: str
+
+
+class WorkspaceSettingsChanged(EventData):
+    """An admin changed a workspace setting; a field left out (None) did not change."""
+
+    service = "access"
+    aggregate = "workspace"
+    name = "settings_changed"
+
+    # Whether members may call models whose price the catalog does not know.
+    allow_unpriced_models: bool | None = None
 
 
 class UserEvent(EventData):
@@ -283,7 +365,9 @@ ALL_EVENTS: tuple[type[EventData], ...] = (
     ModelRetired,
     ModelEnabled,
     ModelDisabled,
+    NewModelPolicySet,
     WorkspaceCreated,
+    WorkspaceSettingsChanged,
     UserCreated,
     MemberAdded,
     MemberDeactivated,

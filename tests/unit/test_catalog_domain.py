@@ -5,18 +5,27 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from services.catalog.domain import (
     MAX_REASON_LENGTH,
     CatalogDiff,
+    InvalidPolicy,
     KnownModel,
+    ModelDetails,
+    NewModelAction,
+    NewModelPolicy,
     OfferedModel,
+    Price,
     Switch,
     decide_switch,
     diff_models,
     failure_reason,
     is_superseded,
     model_name,
+    new_model_policy,
 )
+from services.catalog.schedule import SyncSchedule
 
 
 def _known(upstream_id: str, owned_by: str | None = "acme", *, retired: bool = False) -> KnownModel:
@@ -66,7 +75,7 @@ def test_a_changed_owner_is_an_update() -> None:
 
     diff = diff_models([model], [OfferedModel("gpt-a", "acme-labs")])
 
-    assert [(c.model, c.owned_by) for c in diff.owner_changed] == [(model, "acme-labs")]
+    assert [(c.model, c.offered.owned_by) for c in diff.changed] == [(model, "acme-labs")]
     assert not (diff.discovered or diff.reappeared or diff.retired)
 
 
@@ -76,7 +85,7 @@ def test_an_owner_that_disappears_is_an_update_to_none() -> None:
 
     diff = diff_models([model], [OfferedModel("gpt-a", None)])
 
-    assert [(c.model, c.owned_by) for c in diff.owner_changed] == [(model, None)]
+    assert [(c.model, c.offered.owned_by) for c in diff.changed] == [(model, None)]
 
 
 def test_a_retired_model_offered_again_reappears_under_its_id() -> None:
@@ -87,7 +96,7 @@ def test_a_retired_model_offered_again_reappears_under_its_id() -> None:
     diff = diff_models([model], [offer])
 
     assert [(r.model, r.offered) for r in diff.reappeared] == [(model, offer)]
-    assert not (diff.discovered or diff.owner_changed or diff.retired)
+    assert not (diff.discovered or diff.changed or diff.retired)
 
 
 def test_new_gone_unchanged_and_changed_at_once() -> None:
@@ -102,7 +111,7 @@ def test_new_gone_unchanged_and_changed_at_once() -> None:
     diff = diff_models([same, changed, gone], offered)
 
     assert diff.discovered == (OfferedModel("new", "acme"),)
-    assert [(c.model, c.owned_by) for c in diff.owner_changed] == [(changed, "new-owner")]
+    assert [(c.model, c.offered.owned_by) for c in diff.changed] == [(changed, "new-owner")]
     assert diff.retired == (gone,)
     assert diff.reappeared == ()
 
@@ -149,3 +158,73 @@ def test_failure_reasons_are_one_short_line() -> None:
     long = failure_reason("x" * (MAX_REASON_LENGTH * 2))
     assert len(long) == MAX_REASON_LENGTH
     assert long.endswith("…")
+
+
+def test_a_changed_description_is_an_update_and_an_equal_one_is_not() -> None:
+    """A new price or context window is an update; the same description is no change."""
+    details = ModelDetails(context_window=8000, price=Price(1.0, 2.0))
+    model = KnownModel(secrets.token_hex(8), "gpt-a", "acme", retired=False, details=details)
+
+    same = diff_models(
+        [model],
+        [OfferedModel("gpt-a", "acme", ModelDetails(context_window=8000, price=Price(1.0, 2.0)))],
+    )
+    repriced = diff_models(
+        [model],
+        [OfferedModel("gpt-a", "acme", ModelDetails(context_window=8000, price=Price(1.5, 2.0)))],
+    )
+    unpriced = diff_models(
+        [model], [OfferedModel("gpt-a", "acme", ModelDetails(context_window=8000))]
+    )
+
+    assert same.is_empty
+    assert [c.offered.details.price for c in repriced.changed] == [Price(1.5, 2.0)]
+    assert [c.offered.details.price for c in unpriced.changed] == [None]
+
+
+def test_capabilities_follow_modalities_and_tool_support() -> None:
+    """Tools, vision, audio, image output and embeddings are read off the description."""
+    details = ModelDetails(
+        input_modalities=("text", "image", "audio"),
+        output_modalities=("text", "image"),
+        supports_tools=True,
+    )
+
+    assert details.capabilities == ("tools", "vision", "audio", "image_output")
+    assert ModelDetails(output_modalities=("embedding",)).capabilities == ("embeddings",)
+    assert ModelDetails(supports_tools=False).capabilities == ()
+
+
+def test_a_new_model_policy_names_groups_only_for_group_grants() -> None:
+    """Groups go with enable_for_groups and nothing else; repeats collapse."""
+    assert new_model_policy("disabled", []) == NewModelPolicy()
+    assert not NewModelPolicy().enables
+    assert new_model_policy("enable_for_groups", ["g1", "g2", "g1"]) == NewModelPolicy(
+        NewModelAction.ENABLE_FOR_GROUPS, ("g1", "g2")
+    )
+    assert new_model_policy("enable_for_workspace", []).enables
+    with pytest.raises(InvalidPolicy):
+        new_model_policy("enable_for_groups", [])
+    with pytest.raises(InvalidPolicy):
+        new_model_policy("enable_for_workspace", ["g1"])
+
+
+def test_a_good_sync_waits_an_interval_spread_by_the_jitter() -> None:
+    """After success the next sync is one interval away, give or take the jitter."""
+    schedule = SyncSchedule(interval_seconds=3600, jitter=0.1)
+
+    assert schedule.delay_seconds(0, 0.0) == 3600
+    assert schedule.delay_seconds(0, -1.0) == pytest.approx(3240)
+    assert schedule.delay_seconds(0, 1.0) == pytest.approx(3960)
+    assert schedule.delay_seconds(0, 5.0) == pytest.approx(3960)
+
+
+def test_failures_back_off_exponentially_up_to_the_cap() -> None:
+    """Each failure in a row doubles the wait from the base, never beyond the cap."""
+    schedule = SyncSchedule(jitter=0.0, retry_base_seconds=60, retry_max_seconds=900)
+
+    waits = [schedule.delay_seconds(n, 0.0) for n in (1, 2, 3, 4, 5, 6, 1000)]
+
+    assert waits == [60, 120, 240, 480, 900, 900, 900]
+    now = datetime.now(UTC)
+    assert schedule.next_sync_at(now, 2, 0.0) == now + timedelta(seconds=120)

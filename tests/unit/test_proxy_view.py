@@ -5,7 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from services.proxy.view import Refusal, Route, View
+import orjson
+
+from services.proxy.errors import ANTHROPIC, OPENAI
+from services.proxy.view import Refusal, Retired, Route, View
 from shared.events import schemas as ev
 from shared.events.envelope import Envelope
 
@@ -98,7 +101,7 @@ class Workspace:
         )
 
 
-def decide(view: View, digest: str, model: str) -> Route | Refusal | None:
+def decide(view: View, digest: str, model: str) -> Route | Refusal | Retired | None:
     caller = view.authenticate(digest)
     return None if caller is None else view.route(caller, model)
 
@@ -173,7 +176,7 @@ def test_refusals_name_what_is_missing() -> None:
 
     assert decide(view, token, "local/none") is Refusal.UNKNOWN_MODEL
     assert decide(view, token, "local/off") is Refusal.MODEL_DISABLED
-    assert decide(view, token, "local/old") is Refusal.MODEL_RETIRED
+    assert decide(view, token, "local/old") == Retired(successor=None)
 
     live = ws.model("local/live")
     ws.grant(live, "user", user)
@@ -225,3 +228,89 @@ def test_workspaces_do_not_see_each_others_models() -> None:
     caller = view.authenticate(token)
     assert caller is not None
     assert view.usable_models(caller) == []
+
+
+def priced(input_price: float = 1.0) -> ev.ModelDetails:
+    return ev.ModelDetails(price=ev.ModelPrice(input=input_price, output=2.0))
+
+
+def test_a_retired_model_is_refused_naming_its_successor_in_both_dialects() -> None:
+    """The refusal of a retired model is a 404 model_retired that names the successor given."""
+    view = View()
+    ws = Workspace(view)
+    user, token = ws.member()
+    old = ws.model("local/old")
+    ws.grant(old, "user", user)
+    ws.emit(ev.ModelRetired(model_id=old, connection_id=ws.connection_id, successor="local/new"))
+
+    refusal = decide(view, token, "local/old")
+
+    assert refusal == Retired(successor="local/new")
+    assert isinstance(refusal, Retired)
+    openai = OPENAI.refused(refusal, "local/old")
+    anthropic = ANTHROPIC.refused(refusal, "local/old")
+    assert (openai.status_code, anthropic.status_code) == (404, 404)
+    error = orjson.loads(openai.body)["error"]
+    assert error["code"] == "model_retired"
+    assert "retired" in error["message"] and "'local/new'" in error["message"]
+    anthropic_error = orjson.loads(anthropic.body)["error"]
+    assert anthropic_error["type"] == "not_found_error"
+    assert "'local/new'" in anthropic_error["message"]
+    no_successor = orjson.loads(OPENAI.refused(Retired(), "local/old").body)["error"]
+    assert "no successor" in no_successor["message"]
+
+
+def test_unpriced_models_are_refused_only_where_the_workspace_says_so() -> None:
+    """A model without a price is callable until the workspace disallows unpriced models."""
+    view = View()
+    ws = Workspace(view)
+    user, token = ws.member()
+    unpriced = ws.model("local/unpriced")
+    ws.grant(unpriced, "user", user)
+    with_price = rid()
+    ws.emit(
+        ev.ModelDiscovered(
+            model_id=with_price,
+            connection_id=ws.connection_id,
+            model_name="local/priced",
+            upstream_id="priced",
+            provider="openai-compatible",
+            details=priced(),
+        )
+    )
+    ws.emit(ev.ModelEnabled(model_id=with_price, connection_id=ws.connection_id))
+    ws.grant(with_price, "user", user)
+    assert isinstance(decide(view, token, "local/unpriced"), Route)
+
+    ws.emit(ev.WorkspaceSettingsChanged(allow_unpriced_models=False))
+
+    assert decide(view, token, "local/unpriced") is Refusal.PRICE_UNKNOWN
+    assert isinstance(decide(view, token, "local/priced"), Route)
+    refused = OPENAI.refused(Refusal.PRICE_UNKNOWN, "local/unpriced")
+    assert refused.status_code == 403
+    assert orjson.loads(refused.body)["error"]["code"] == "model_price_unknown"
+
+    ws.emit(ev.ModelUpdated(model_id=unpriced, connection_id=ws.connection_id, details=priced(3.0)))
+    assert isinstance(decide(view, token, "local/unpriced"), Route)
+    ws.emit(ev.ModelUpdated(model_id=unpriced, connection_id=ws.connection_id))
+    assert isinstance(decide(view, token, "local/unpriced"), Route)
+    ws.emit(
+        ev.ModelUpdated(
+            model_id=unpriced, connection_id=ws.connection_id, details=ev.ModelDetails()
+        )
+    )
+    assert decide(view, token, "local/unpriced") is Refusal.PRICE_UNKNOWN
+
+    ws.emit(ev.WorkspaceSettingsChanged(allow_unpriced_models=True))
+    assert isinstance(decide(view, token, "local/unpriced"), Route)
+
+
+def test_a_member_without_access_is_told_not_granted_before_anything_about_price() -> None:
+    """The price check comes after the grant check, so it reveals nothing to outsiders."""
+    view = View()
+    ws = Workspace(view)
+    _, token = ws.member()
+    ws.model("local/unpriced")
+    ws.emit(ev.WorkspaceSettingsChanged(allow_unpriced_models=False))
+
+    assert decide(view, token, "local/unpriced") is Refusal.NOT_GRANTED

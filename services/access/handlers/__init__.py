@@ -10,4 +10,5 @@ which makes it naturally idempotent, and appends after whatever is there.
 - ``tokens``: issuing and revoking gateway tokens
 - ``groups``: groups and who is in them
 - ``rules``: which model is granted to whom
+- ``workspaces``: the workspace's settings
 """
