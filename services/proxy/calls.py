@@ -112,8 +112,9 @@ class CallRecorder:
         seconds = time.perf_counter() - call.started
         duration_ms = round(seconds * 1000, 2)
         self._meters.record(call, seconds)
+        # Built from the proxy's own fields, which need no validation on the request's path.
         self._usage.record(
-            UsageRecorded(
+            UsageRecorded.model_construct(
                 request_id=call.request_id,
                 user_id=call.caller.user_id,
                 token_id=call.caller.token_id,

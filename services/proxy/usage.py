@@ -1,7 +1,8 @@
 """Usage events, published off the hot path.
 
 A call puts its usage on a bounded queue and returns; a background task takes what is
-queued, up to a batch, publishes it to JetStream without waiting between messages, then
+queued, up to a batch, wraps each in its event envelope (the call's own time kept),
+publishes it to JetStream without waiting between messages, then
 waits for every acknowledgement, and republishes what was not acknowledged. The event id
 is the ``Nats-Msg-Id``, so a republished event is not counted twice. When NATS is down
 the queue fills up to its bound and further records are dropped and counted, so an
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -30,6 +33,28 @@ _ACK_TIMEOUT_SECONDS = 5.0
 BATCH_SIZE = 256
 
 
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    usage: UsageRecorded
+    workspace_id: str
+    actor_id: str
+    at: datetime
+
+    def envelope(self) -> Envelope:
+        return Envelope(
+            source="/byom/proxy",
+            type=UsageRecorded.event_type(),
+            subject=f"usage-{self.usage.request_id}",
+            time=self.at,
+            data=self.usage.model_dump(mode="json"),
+            workspaceid=self.workspace_id,
+            actorid=self.actor_id,
+            correlationid=self.usage.request_id,
+            streamid=f"usage-{self.usage.request_id}",
+            streamversion=1,
+        )
+
+
 class UsageRecorder:
     def __init__(
         self, js: JetStreamContext, *, stream: str, subject_prefix: str, capacity: int
@@ -37,7 +62,7 @@ class UsageRecorder:
         self._js = js
         self._stream = stream
         self._subject = UsageRecorded.subject(subject_prefix)
-        self._queue: asyncio.Queue[Envelope] = asyncio.Queue(maxsize=capacity)
+        self._queue: asyncio.Queue[_Recorded] = asyncio.Queue(maxsize=capacity)
         self._task: asyncio.Task[None] | None = None
         self.published = 0
         self.dropped = 0
@@ -47,19 +72,9 @@ class UsageRecorder:
         return self._queue.qsize()
 
     def record(self, usage: UsageRecorded, *, workspace_id: str, actor_id: str) -> None:
-        envelope = Envelope(
-            source="/byom/proxy",
-            type=UsageRecorded.event_type(),
-            subject=f"usage-{usage.request_id}",
-            data=usage.model_dump(mode="json"),
-            workspaceid=workspace_id,
-            actorid=actor_id,
-            correlationid=usage.request_id,
-            streamid=f"usage-{usage.request_id}",
-            streamversion=1,
-        )
+        """Queue one call's usage; the envelope is made and sent off the request's path."""
         try:
-            self._queue.put_nowait(envelope)
+            self._queue.put_nowait(_Recorded(usage, workspace_id, actor_id, datetime.now(UTC)))
         except asyncio.QueueFull:
             self.dropped += 1
             log.warning("usage_dropped", request_id=usage.request_id, dropped_total=self.dropped)
@@ -80,13 +95,13 @@ class UsageRecorder:
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < BATCH_SIZE and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            taken = [await self._queue.get()]
+            while len(taken) < BATCH_SIZE and not self._queue.empty():
+                taken.append(self._queue.get_nowait())
             try:
-                await self._publish(batch)
+                await self._publish([recorded.envelope() for recorded in taken])
             finally:
-                for _ in batch:
+                for _ in taken:
                     self._queue.task_done()
 
     async def _publish(self, batch: list[Envelope]) -> None:
