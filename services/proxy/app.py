@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> ModelAPI:
         )
         await feed.start()
         await feed.wait_ready(settings.feed_ready_timeout_seconds)
+        usage.register_metrics()
         usage.start()
         session = provider_session(settings)
         app.state.feed = feed

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from nats.js import JetStreamContext
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
 
 from shared.events.envelope import Envelope
 from shared.events.schemas import UsageRecorded
@@ -55,6 +58,13 @@ class _Recorded:
         )
 
 
+def _observing(read: Callable[[], int]) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def observe(_options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(read())]
+
+    return observe
+
+
 class UsageRecorder:
     def __init__(
         self, js: JetStreamContext, *, stream: str, subject_prefix: str, capacity: int
@@ -70,6 +80,28 @@ class UsageRecorder:
     @property
     def pending(self) -> int:
         return self._queue.qsize()
+
+    def register_metrics(self) -> None:
+        """Published, dropped and queued usage events, read by each metrics scrape."""
+        meter = metrics.get_meter("byom.proxy")
+        meter.create_observable_counter(
+            "byom.proxy.usage.published",
+            [_observing(lambda: self.published)],
+            unit="{event}",
+            description="Usage events JetStream acknowledged.",
+        )
+        meter.create_observable_counter(
+            "byom.proxy.usage.dropped",
+            [_observing(lambda: self.dropped)],
+            unit="{event}",
+            description="Usage events dropped because the queue was full (NATS unreachable).",
+        )
+        meter.create_observable_gauge(
+            "byom.proxy.usage.queued",
+            [_observing(lambda: self.pending)],
+            unit="{event}",
+            description="Usage events waiting to be published.",
+        )
 
     def record(self, usage: UsageRecorded, *, workspace_id: str, actor_id: str) -> None:
         """Queue one call's usage; the envelope is made and sent off the request's path."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -44,11 +46,18 @@ async def test_chat_calls_are_traced_and_measured_with_genai_conventions(
         assert attributes["gen_ai.usage.output_tokens"] > 0  # type: ignore[index]
         assert span["kind"] == "CLIENT"
 
-    async with httpx.AsyncClient(base_url=stack.url("proxy")) as http:
-        text = (await http.get("/proxy/metrics")).text
+    async def metrics_with_usage_published() -> str | None:
+        async with httpx.AsyncClient(base_url=stack.url("proxy")) as http:
+            text = (await http.get("/proxy/metrics")).text
+        published = re.search(r"^byom_proxy_usage_published\S*\s+([\d.e+]+)$", text, re.M)
+        return text if published and float(published.group(1)) >= 2 else None
+
+    text = await eventually(metrics_with_usage_published, within=10)
     assert "gen_ai_client_operation_duration_seconds_count" in text
     assert 'gen_ai_token_type="output"' in text
     assert "http_server_request_duration_seconds_bucket" in text
+    assert re.search(r"^byom_proxy_usage_dropped\S*\s+0(\.0)?$", text, re.M), text
+    assert re.search(r"^byom_proxy_usage_queued\S*\s+", text, re.M)
     assert ready.token not in text and ready.key not in text
 
 
