@@ -4,9 +4,17 @@ Starts the four services (their own database and stream on the local PostgreSQL 
 NATS), fast stand-in providers (``bench/upstream.py``) with fixed delays, and wrk as the
 load generator, all on 127.0.0.1. Each scenario sends the same requests straight to a
 provider and through the proxy, bounded in time, and prints requests per second,
-latency p50/p90/p99, the latency the proxy adds, errors, and the proxy's memory.
-Streams are timed by a small async client (time to first token, total), since wrk
-cannot see inside a response; the same client times both paths.
+latency p50/p90/p99, the latency the proxy adds, errors, and the proxy's memory after
+each part. Streams are timed by a small async client (time to first token, total),
+since wrk cannot see inside a response; the same client times both paths. The
+translation scenario sends an Anthropic request straight to the Anthropic-format
+upstream and an OpenAI request for the same model through the proxy, which translates
+both ways. At the end: how many usage events reached a consumer on the stream, at what
+rate, against the calls the proxy answered; and how long an access change takes to
+reach the proxy (the cases of ``bench/propagation.py``, fewer runs).
+
+The proxy runs as in production: one process, JSON logs at WARNING, spans made but not
+written to a file (the tests' span file costs a synchronous write per call).
 
 Run by hand; nothing here asserts a figure. ``BENCH_SECONDS`` sets each wrk run's length.
 """
@@ -28,16 +36,23 @@ from pathlib import Path
 import httpx
 import nats
 import orjson
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.population import populate  # noqa: E402
+from bench.propagation import measure  # noqa: E402
 from tests.infra import NATS_URL, create_database, drop_database, random_suffix  # noqa: E402
 from tests.stack import Stack, free_port, running_stack  # noqa: E402
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "8"))
+# How long the last run lasts while the proxy's memory is sampled.
+LONG_SECONDS = int(os.environ.get("BENCH_LONG_SECONDS", "40"))
+PROPAGATION_RUNS = int(os.environ.get("BENCH_PROPAGATION_RUNS", "20"))
 MESSAGES = [{"role": "user", "content": "Say something short."}]
+ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
 
 
 @dataclass
@@ -49,6 +64,7 @@ class Result:
     p90: float
     p99: float
     errors: int
+    requests: int = 0
 
 
 def say(line: str = "") -> None:
@@ -92,13 +108,23 @@ def start_upstream(delay_ms: float, chunks: int = 20) -> tuple[subprocess.Popen[
     raise RuntimeError("the bench upstream did not start")
 
 
-def wrk(binary: str, url: str, token: str, body: bytes, connections: int, seconds: int) -> Result:
+def wrk(
+    binary: str,
+    url: str,
+    token: str,
+    body: bytes,
+    connections: int,
+    seconds: int,
+    path: str = "/chat/completions",
+    headers: dict[str, str] | None = None,
+) -> Result:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(
             'wrk.method = "POST"\n'
             'wrk.headers["Content-Type"] = "application/json"\n'
             f'wrk.headers["Authorization"] = "Bearer {token}"\n'
-            f"wrk.body = [==[{body.decode()}]==]\n"
+            + "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
+            + f"wrk.body = [==[{body.decode()}]==]\n"
         )
     threads = 1 if connections == 1 else 2
     out = subprocess.run(
@@ -113,7 +139,7 @@ def wrk(binary: str, url: str, token: str, body: bytes, connections: int, second
             "--latency",
             "-s",
             script.name,
-            url + "/chat/completions",
+            url + path,
         ],
         capture_output=True,
         text=True,
@@ -138,15 +164,42 @@ def parse_wrk(out: str) -> Result:
     errors = int(non_2xx.group(1)) if non_2xx else 0
     if socket:
         errors += sum(int(g) for g in socket.groups())
-    return Result("", "", rps, latency("50"), latency("90"), latency("99"), errors)
+    sent = re.search(r"(\d+) requests in", out)
+    return Result(
+        "",
+        "",
+        rps,
+        latency("50"),
+        latency("90"),
+        latency("99"),
+        errors,
+        int(sent.group(1)) if sent else 0,
+    )
 
 
 async def stream_timings(
-    url: str, token: str, model: str, concurrency: int, total: int
+    url: str,
+    token: str,
+    model: str,
+    concurrency: int,
+    total: int,
+    *,
+    anthropic: bool = False,
 ) -> tuple[list[float], list[float], int]:
-    """Time to first content chunk and to the end, per streamed request."""
-    body = orjson.dumps({"model": model, "messages": MESSAGES, "stream": True})
+    """Time to first content chunk and to the end, per streamed request.
+
+    ``anthropic`` sends Anthropic's Messages request instead of OpenAI's chat request.
+    """
+    path, marker = (
+        ("/messages", b'"text_delta"') if anthropic else ("/chat/completions", b'"content"')
+    )
+    request: dict[str, object] = {"model": model, "messages": MESSAGES, "stream": True}
+    if anthropic:
+        request["max_tokens"] = 256
+    body = orjson.dumps(request)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    if anthropic:
+        headers.update(ANTHROPIC_HEADERS)
     first: list[float] = []
     whole: list[float] = []
     errors = 0
@@ -160,15 +213,13 @@ async def stream_timings(
             queue.get_nowait()
             started = time.perf_counter()
             got_first = False
-            async with client.stream(
-                "POST", url + "/chat/completions", content=body, headers=headers
-            ) as response:
+            async with client.stream("POST", url + path, content=body, headers=headers) as response:
                 if response.status_code != 200:
                     errors += 1
                     await response.aread()
                     continue
                 async for chunk in response.aiter_raw():
-                    if not got_first and b'"content"' in chunk:
+                    if not got_first and marker in chunk:
                         first.append((time.perf_counter() - started) * 1000)
                         got_first = True
             whole.append((time.perf_counter() - started) * 1000)
@@ -197,9 +248,12 @@ def memory_mb(pid: int) -> tuple[float, float]:
 
 
 async def setup(
-    stack: Stack, upstreams: dict[str, str]
-) -> tuple[str, dict[str, str], dict[str, str]]:
-    """A workspace with one connection per upstream, each model enabled for everyone."""
+    stack: Stack, upstreams: dict[str, str], kinds: dict[str, str]
+) -> tuple[str, dict[str, str], dict[str, str], str]:
+    """A workspace with one connection per upstream, each model enabled for everyone.
+
+    ``kinds`` names the provider kind of a label that is not openai-compatible.
+    """
     admin_headers = {"Authorization": f"Bearer {stack.operator_token}"}
     async with httpx.AsyncClient(timeout=30) as client:
         created = (
@@ -218,7 +272,7 @@ async def setup(
                 await client.post(
                     stack.url("keyvault") + "/keyvault/v1/connections",
                     json={
-                        "provider": "openai-compatible",
+                        "provider": kinds.get(label, "openai-compatible"),
                         "name": label,
                         "base_url": url,
                         "api_key": "sk-bench-" + uuid.uuid4().hex,
@@ -258,7 +312,7 @@ async def setup(
                 if any(m["id"] == name for m in listed.get("data", [])):
                     break
                 await asyncio.sleep(0.05)
-    return token, names, connections
+    return token, names, connections, created["workspace"]["id"]
 
 
 def report(results: list[Result]) -> None:
@@ -292,25 +346,34 @@ async def main() -> int:
         slow, slow_url = start_upstream(20)
         long, long_url = start_upstream(0, chunks=1000)
         upstream_processes = [fast, slow, long]
-        upstreams = {"fast": fast_url, "slow": slow_url, "long": long_url}
+        # "claude" is the fast upstream again, connected as Anthropic: it answers /messages.
+        upstreams = {"fast": fast_url, "slow": slow_url, "long": long_url, "claude": fast_url}
         with running_stack(
             database_url=database_url,
             nats_url=NATS_URL,
             stream=f"BENCH_{suffix.upper()}",
             subject_prefix=f"bench{suffix}",
             log_dir=Path(tempfile.mkdtemp(prefix="byom-bench-")),
-            extra_env={"proxy": {"BYOM_LOG_LEVEL": "WARNING"}},
+            extra_env={"proxy": {"BYOM_LOG_LEVEL": "WARNING", "BYOM_TRACE_FILE": ""}},
         ) as stack:
-            token, names, connections = await setup(stack, upstreams)
+            token, names, connections, workspace_id = await setup(
+                stack, upstreams, {"claude": "anthropic"}
+            )
             proxy_pid = stack.services["proxy"].process.pid  # type: ignore[union-attr]
-            results = await run_scenarios(
+            counter = UsageCounter(f"bench{suffix}", workspace_id)
+            await counter.start()
+            results, calls = await run_scenarios(
                 binary, stack, token, names, upstreams, connections, proxy_pid
             )
             report(results)
             added(results)
-            rss, peak = memory_mb(proxy_pid)
             say()
+            await counter.report(stack, calls)
+            rss, peak = memory_mb(proxy_pid)
             say(f"proxy memory: {rss:.0f} MB now, {peak:.0f} MB peak")
+            say()
+            say("an access change reaching the proxy")
+            await measure(stack, PROPAGATION_RUNS, "model")
     finally:
         for process in upstream_processes:
             process.terminate()
@@ -321,6 +384,72 @@ async def main() -> int:
     return 0
 
 
+class UsageCounter:
+    """Counts the bench workspace's usage events as a consumer of the stream receives them."""
+
+    def __init__(self, prefix: str, workspace_id: str) -> None:
+        self._subject = f"{prefix}.proxy.usage.recorded"
+        self._workspace_id = workspace_id
+        self._arrivals: list[float] = []
+        self._nc: nats.NATS | None = None
+
+    async def start(self) -> None:
+        self._nc = await nats.connect(NATS_URL)
+        marker = f'"workspaceid":"{self._workspace_id}"'.encode()
+
+        async def received(msg: Msg) -> None:
+            if marker in msg.data:
+                self._arrivals.append(time.monotonic())
+
+        await self._nc.jetstream().subscribe(
+            self._subject, cb=received, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
+        )
+
+    async def report(self, stack: Stack, calls: int) -> None:
+        """Waits for the queue to drain, then compares events with the calls answered."""
+        published = dropped = -1.0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            published, dropped, queued = await usage_metrics(stack)
+            if queued == 0 and len(self._arrivals) >= published:
+                break
+            await asyncio.sleep(0.5)
+        if self._nc is not None:
+            await self._nc.close()
+        say(
+            f"usage events: {len(self._arrivals)} received by a consumer, {published:.0f} "
+            f"published by the proxy, {dropped:.0f} dropped; {calls} calls answered to the "
+            f"clients (calls cut off when a run ended are recorded too, as 499)"
+        )
+        if self._arrivals:
+            say(
+                "usage events per second at the consumer: busiest second "
+                f"{busiest(self._arrivals, 1.0):.0f}, busiest 5 s {busiest(self._arrivals, 5.0):.0f}"
+            )
+
+
+def busiest(arrivals: list[float], window: float) -> float:
+    """The highest rate of arrivals over any ``window`` seconds, per second."""
+    most, start = 0, 0
+    for end, at in enumerate(arrivals):
+        while at - arrivals[start] > window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most / window
+
+
+async def usage_metrics(stack: Stack) -> tuple[float, float, float]:
+    """The proxy's own counts of usage events: published, dropped, queued."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        text = (await client.get(stack.url("proxy") + "/proxy/metrics")).text
+
+    def value(name: str) -> float:
+        found = re.search(rf"^byom_proxy_usage_{name}\S*\s+([\d.e+]+)$", text, re.M)
+        return float(found.group(1)) if found else float("nan")
+
+    return value("published"), value("dropped"), value("queued")
+
+
 async def run_scenarios(
     binary: str,
     stack: Stack,
@@ -329,54 +458,124 @@ async def run_scenarios(
     upstreams: dict[str, str],
     connections: dict[str, str],
     proxy_pid: int,
-) -> list[Result]:
+) -> tuple[list[Result], int]:
+    """Every scenario's results, and how many calls the proxy answered in all."""
     results: list[Result] = []
     proxy = stack.openai_base_url
+    answered = 0
 
-    def pair(scenario: str, label: str, connections_count: int, body: dict[str, object]) -> None:
-        direct_body = orjson.dumps({**body, "model": "bench-model"})
-        proxy_body = orjson.dumps({**body, "model": names[label]})
-        for path, url, payload in (
-            ("direct", upstreams[label], direct_body),
-            ("proxy", proxy, proxy_body),
-        ):
-            result = wrk(binary, url, token, payload, connections_count, SECONDS)
+    async def pair(
+        scenario: str,
+        label: str,
+        connections_count: int,
+        body: dict[str, object],
+        direct: tuple[str, dict[str, object], dict[str, str]] | None = None,
+    ) -> None:
+        """The same requests straight to the upstream, then through the proxy.
+
+        ``direct`` replaces the straight request (path, body, headers) where the upstream
+        speaks another format than the client of the proxy.
+        """
+        nonlocal answered
+        direct_path, direct_request, direct_headers = direct or (
+            "/chat/completions",
+            {**body, "model": "bench-model"},
+            {},
+        )
+        runs = (
+            ("direct", upstreams[label], direct_path, orjson.dumps(direct_request), direct_headers),
+            (
+                "proxy",
+                proxy,
+                "/chat/completions",
+                orjson.dumps({**body, "model": names[label]}),
+                {},
+            ),
+        )
+        for path, url, route, payload, headers in runs:
+            # In a thread, so the usage counter on this loop keeps reading while wrk runs.
+            result = await asyncio.to_thread(
+                wrk, binary, url, token, payload, connections_count, SECONDS, route, headers
+            )
             result.scenario, result.path = scenario, path
             results.append(result)
+            if path == "proxy":
+                answered += result.requests
             say(f"  {scenario:<32} {path:<7} {result.rps:>8.0f} req/s  p50 {result.p50:.2f} ms")
+
+    def memory() -> None:
+        rss, peak = memory_mb(proxy_pid)
+        say(f"  proxy memory: {rss:.0f} MB, peak so far {peak:.0f} MB")
 
     say("plain chat")
     for label, delay in (("fast", 0), ("slow", 20)):
         for c in (1, 10, 100):
-            pair(f"plain c={c} upstream {delay}ms", label, c, {"messages": MESSAGES})
+            await pair(f"plain c={c} upstream {delay}ms", label, c, {"messages": MESSAGES})
+    memory()
+
+    say("translation: OpenAI requests to an Anthropic-format upstream")
+    anthropic_body = {"model": "bench-model", "max_tokens": 256, "messages": MESSAGES}
+    for c in (1, 10):
+        await pair(
+            f"translated c={c} upstream 0ms",
+            "claude",
+            c,
+            {"messages": MESSAGES},
+            direct=("/messages", anthropic_body, ANTHROPIC_HEADERS),
+        )
+    memory()
 
     say("a 200 KB prompt")
     big = [{"role": "user", "content": "x" * 200_000}]
-    pair("200KB prompt c=10 upstream 0ms", "fast", 10, {"messages": big})
+    await pair("200KB prompt c=10 upstream 0ms", "fast", 10, {"messages": big})
+    memory()
 
     say("a catalog of 2,000 models, 5,000 members, 500 groups")
     published = await populate(
         stack, token, connections["fast"], models=2000, members=5000, groups=500
     )
     say(f"  ({published} events applied by the proxy)")
-    pair("plain c=10 after scale-up", "fast", 10, {"messages": MESSAGES})
+    await pair("plain c=10 after scale-up", "fast", 10, {"messages": MESSAGES})
+    memory()
 
     say("streams")
-    for label, chunks in (("fast", 20), ("long", 1000)):
+    stream_cases = (("fast", 20, False), ("long", 1000, False), ("claude", 20, True))
+    for label, chunks, translated in stream_cases:
         for c in (1, 10):
             for path, url, model in (
                 ("direct", upstreams[label], "bench-model"),
                 ("proxy", proxy, names[label]),
             ):
+                total = 200 if chunks == 20 else 40
                 first, whole, errors = await stream_timings(
-                    url, token, model, c, total=200 if chunks == 20 else 40
+                    url, token, model, c, total, anthropic=translated and path == "direct"
                 )
+                if path == "proxy":
+                    answered += total - errors
+                kind = "translated " if translated else ""
                 say(
-                    f"  stream {chunks} chunks c={c:<3} {path:<7} ttft p50 {percentile(first, 0.5):.2f} ms"
-                    f"  p99 {percentile(first, 0.99):.2f} ms  total p50 {percentile(whole, 0.5):.2f} ms"
-                    f"  errors {errors}"
+                    f"  {kind}stream {chunks} chunks c={c:<3} {path:<7} ttft p50 "
+                    f"{percentile(first, 0.5):.2f} ms  p99 {percentile(first, 0.99):.2f} ms"
+                    f"  total p50 {percentile(whole, 0.5):.2f} ms  errors {errors}"
                 )
-    return results
+    memory()
+
+    say(f"a long run: plain c=10 for {LONG_SECONDS} s, memory sampled every 5 s")
+    body = orjson.dumps({"messages": MESSAGES, "model": names["fast"]})
+    running = asyncio.create_task(
+        asyncio.to_thread(wrk, binary, proxy, token, body, 10, LONG_SECONDS)
+    )
+    samples: list[float] = []
+    while not running.done():
+        samples.append(memory_mb(proxy_pid)[0])
+        await asyncio.sleep(5)
+    long_run = await running
+    answered += long_run.requests
+    say(
+        f"  {long_run.rps:.0f} req/s, p50 {long_run.p50:.2f} ms, p99 {long_run.p99:.2f} ms, "
+        f"errors {long_run.errors}; RSS MB: {' '.join(f'{m:.0f}' for m in samples)}"
+    )
+    return results, answered
 
 
 if __name__ == "__main__":
