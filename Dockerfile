@@ -1,5 +1,5 @@
 # One image for every service; the command picks which one runs:
-#   python -m services.<access|keyvault|catalog|proxy> --host 0.0.0.0 --port <port>
+#   python -m services.<access|keyvault|catalog|proxy|console> --host 0.0.0.0 --port <port>
 #
 # The base is pinned by tag here. Production builds should pin it by digest as well,
 # e.g. --build-arg PYTHON_IMAGE=python:3.11-slim@sha256:<digest>, so a rebuild cannot
@@ -24,7 +24,7 @@ RUN ["/opt/venv/bin/pip", "install", "--require-hashes", "--no-deps", "--only-bi
 FROM ${PYTHON_IMAGE} AS runtime
 
 LABEL org.opencontainers.image.title="byom-gateway" \
-      org.opencontainers.image.description="BYOM gateway services: access, keyvault, catalog, proxy" \
+      org.opencontainers.image.description="BYOM gateway services: access, keyvault, catalog, proxy, console" \
       org.opencontainers.image.licenses="Apache-2.0"
 
 WORKDIR /app
@@ -44,6 +44,6 @@ ENV PATH="/opt/venv/bin:${PATH}" \
 # Code and dependencies stay owned by root and read-only for the process.
 USER 10001:10001
 
-EXPOSE 8000 8001 8002 8003
+EXPOSE 8000 8001 8002 8003 8004
 
 CMD ["/opt/venv/bin/python", "-m", "services.proxy", "--host", "0.0.0.0", "--port", "8000"]

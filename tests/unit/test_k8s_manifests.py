@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import yaml
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 BASE = K8S / "base"
-SERVICES = ("access", "keyvault", "catalog", "proxy")
+SERVICES = ("access", "keyvault", "catalog", "proxy", "console")
 INTERNAL_ROUTES = ("/access/internal/v1/introspect", "/keyvault/internal/v1/connections/x/key")
 SETTINGS_DIR = "/var/run/secrets/byom"
 
@@ -176,12 +177,56 @@ def test_the_ingress_serves_every_public_prefix() -> None:
         for path in rule["http"]["paths"]
     }
 
-    assert routes == {
+    api_routes = {path: name for path, name in routes.items() if name != "byom-console"}
+    assert api_routes == {
         "/v1": "byom-proxy",
         "/access/v1": "byom-access",
         "/keyvault/v1": "byom-keyvault",
         "/catalog/v1": "byom-catalog",
     }
+    assert all(path.startswith("/console") for path, n in routes.items() if n == "byom-console")
+
+
+def route_paths(routes: Any) -> Iterator[str]:
+    """Every route's path, through the routers an app includes."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from route_paths(included.routes)
+        else:
+            yield str(route.path)
+
+
+def test_the_ingress_serves_every_console_page_and_none_of_its_probes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each of the console's pages matches an Ingress path; its health and metrics routes match none."""
+    monkeypatch.setenv("BYOM_ENVIRONMENT", "development")
+    from services.console.app import create_app
+
+    (ingress,) = objects(BASE, "Ingress")
+    console_paths = [
+        path
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+        if path["backend"]["service"]["name"] == "byom-console"
+    ]
+
+    def routed(url: str) -> bool:
+        return any(
+            url == p["path"]
+            or (p["pathType"] == "Prefix" and url.startswith(p["path"].rstrip("/") + "/"))
+            or (p["pathType"] == "Prefix" and url == p["path"])
+            for p in console_paths
+        )
+
+    # A path parameter stands for any one segment.
+    pages = [re.sub(r"\{[^}]+\}", "x", path) for path in route_paths(create_app().routes)]
+    probes = {"/console/healthz", "/console/readyz", "/console/metrics"}
+
+    assert {"/console/", "/console/sign-in", "/console/settings/models"} <= set(pages)
+    for page in pages:
+        assert routed(page) != (page in probes), page
 
 
 def test_the_keyring_is_mounted_only_in_keyvault() -> None:
@@ -192,12 +237,13 @@ def test_the_keyring_is_mounted_only_in_keyvault() -> None:
 
 
 def test_each_service_mounts_only_the_secrets_it_reads() -> None:
-    """The service secret goes to all, the operator token to access, the database URL to all but the proxy."""
+    """The service secret goes to the four services, the operator token to access, the database URL to all but the proxy; the console gets only its session secret."""
     expected = {
         "access": {"byom-service-secret", "byom-operator-token", "byom-database"},
         "keyvault": {"byom-service-secret", "byom-database", "byom-keyring"},
         "catalog": {"byom-service-secret", "byom-database"},
         "proxy": {"byom-service-secret"},
+        "console": {"byom-console-secret"},
     }
 
     assert {name: mounted_secrets(d) for name, d in deployments().items()} == expected
