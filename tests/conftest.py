@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
 
 from tests.infra import NATS_URL, create_database, drop_database, random_suffix
+from tests.stack import Stack, running_stack
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +52,17 @@ class Infra:
     nats_url: str
     stream: str
     prefix: str
+
+    def stack(self, *, log_dir: Path, **options: Any) -> contextlib.AbstractContextManager[Stack]:
+        """The gateway's services on this module's database and stream."""
+        return running_stack(
+            database_url=self.database_url,
+            nats_url=self.nats_url,
+            stream=self.stream,
+            subject_prefix=self.prefix,
+            log_dir=log_dir,
+            **options,
+        )
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import Infra
 from tests.emulator import EmulatorState, running_emulator
-from tests.stack import Stack, running_stack
+from tests.stack import Stack
 from tests.support import Workspace, gateway_client, unique
 
 OpenAIFor = Callable[[str], openai.AsyncOpenAI]
@@ -26,11 +26,7 @@ async def emulator() -> AsyncIterator[tuple[EmulatorState, str]]:
 
 @pytest.fixture(scope="module")
 def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(
-        database_url=infra.database_url,
-        nats_url=infra.nats_url,
-        stream=infra.stream,
-        subject_prefix=infra.prefix,
+    with infra.stack(
         log_dir=Path(tmp_path_factory.mktemp("service-logs")),
     ) as running:
         yield running

@@ -22,7 +22,7 @@ from tests.conftest import Infra
 from tests.console.browser import LAPTOP, PHONE, chromium_executable, screenshot_path
 from tests.e2e.flows import discovered_models, listed, provider_key
 from tests.emulator import EmulatorState, running_emulator
-from tests.stack import ALL_SERVICES, Stack, running_stack
+from tests.stack import ALL_SERVICES, Stack
 from tests.support import Workspace, eventually, unique
 
 pytestmark = pytest.mark.e2e
@@ -34,11 +34,7 @@ SLOW_MS = 20_000
 
 @pytest.fixture(scope="module")
 def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(
-        database_url=infra.database_url,
-        nats_url=infra.nats_url,
-        stream=infra.stream,
-        subject_prefix=infra.prefix,
+    with infra.stack(
         log_dir=Path(tmp_path_factory.mktemp("console-logs")),
         services=(*ALL_SERVICES, "console"),
     ) as running:

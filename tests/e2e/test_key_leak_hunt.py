@@ -37,7 +37,7 @@ from tests.e2e.leak_paths import MESSAGES, READ_TIMEOUT_SECONDS, Driver, Hunt
 from tests.e2e.leak_report import Leak, LeakFigure, figure_for
 from tests.e2e.leak_search import TOKEN_DISPLAY_PREFIX, Canary, Hunter
 from tests.emulator import EmulatorState, running_emulator
-from tests.stack import Stack, running_stack
+from tests.stack import Stack
 from tests.support import eventually, gateway_client
 
 pytestmark = pytest.mark.e2e
@@ -55,11 +55,7 @@ async def emulator() -> AsyncIterator[tuple[EmulatorState, str]]:
 
 @pytest.fixture(scope="module")
 def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(
-        database_url=infra.database_url,
-        nats_url=infra.nats_url,
-        stream=infra.stream,
-        subject_prefix=infra.prefix,
+    with infra.stack(
         log_dir=Path(tmp_path_factory.mktemp("leak-hunt-logs")),
         extra_env={"proxy": {"BYOM_UPSTREAM_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT_SECONDS)}},
     ) as running:

@@ -14,7 +14,7 @@ from tests.conftest import Infra
 from tests.e2e.conftest import OpenAIFor
 from tests.e2e.flows import ReadyModel, ready_model
 from tests.emulator import EmulatorState
-from tests.stack import Stack, running_stack
+from tests.stack import Stack
 from tests.support import Workspace, eventually
 
 pytestmark = pytest.mark.e2e
@@ -31,11 +31,7 @@ def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
         "BYOM_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
         "BYOM_UPSTREAM_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT_SECONDS),
     }
-    with running_stack(
-        database_url=infra.database_url,
-        nats_url=infra.nats_url,
-        stream=infra.stream,
-        subject_prefix=infra.prefix,
+    with infra.stack(
         log_dir=Path(tmp_path_factory.mktemp("proxy-calls-logs")),
         extra_env={"proxy": proxy_env},
     ) as running:

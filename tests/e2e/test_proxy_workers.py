@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import Infra
 from tests.e2e.flows import ready_model
 from tests.emulator import EmulatorState
-from tests.stack import Stack, running_stack
+from tests.stack import Stack
 from tests.support import Workspace, eventually
 
 pytestmark = pytest.mark.e2e
@@ -28,11 +28,7 @@ CALLS: Final = 24
 
 @pytest.fixture(scope="module")
 def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(
-        database_url=infra.database_url,
-        nats_url=infra.nats_url,
-        stream=infra.stream,
-        subject_prefix=infra.prefix,
+    with infra.stack(
         log_dir=Path(tmp_path_factory.mktemp("proxy-workers-logs")),
         extra_env={"proxy": {"BYOM_WORKERS": str(WORKERS)}},
     ) as running:

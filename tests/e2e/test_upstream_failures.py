@@ -24,7 +24,7 @@ from tests.conftest import Infra
 from tests.e2e.flaky_link import FlakyLink, flaky_link
 from tests.e2e.providers import UPSTREAM_MODEL, Providers, connect_every_provider, connect_kind
 from tests.emulator import EmulatorState, running_emulator
-from tests.stack import Stack, running_stack
+from tests.stack import Stack
 from tests.support import gateway_client
 
 pytestmark = pytest.mark.e2e
@@ -41,11 +41,7 @@ ANTHROPIC_STATUS_ALL: Final = {**OPENAI_STATUS, 503: 529, 529: 529}
 @pytest.fixture(scope="module")
 def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The stack with a short provider read timeout, to reach it."""
-    with running_stack(
-        database_url=infra.database_url,
-        nats_url=infra.nats_url,
-        stream=infra.stream,
-        subject_prefix=infra.prefix,
+    with infra.stack(
         log_dir=Path(tmp_path_factory.mktemp("upstream-failure-logs")),
         extra_env={"proxy": {"BYOM_UPSTREAM_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT_SECONDS)}},
     ) as running:

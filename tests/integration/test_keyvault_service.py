@@ -33,7 +33,7 @@ from shared.secrets import ProviderKey
 from shared.service_auth import ServiceSigner
 from tests.conftest import Infra
 from tests.emulator import EmulatorState, running_emulator
-from tests.stack import ROOT, Stack, free_port, running_stack
+from tests.stack import ROOT, Stack, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -68,11 +68,7 @@ def database_url(infra: Infra) -> str:
 
 @pytest.fixture(scope="module")
 def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(
-        database_url=infra.database_url,
-        nats_url=infra.nats_url,
-        stream=infra.stream,
-        subject_prefix=infra.prefix,
+    with infra.stack(
         log_dir=tmp_path_factory.mktemp("keyvault-logs"),
         services=("access", "keyvault"),
     ) as running:
