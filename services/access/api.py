@@ -71,8 +71,10 @@ async def create_workspace(body: CreateWorkspace, runtime: RuntimeDep) -> Worksp
 
 @router.get("/workspace/settings")
 async def workspace_settings(caller: AdminCaller, runtime: RuntimeDep) -> WorkspaceSettingsOut:
-    allowed = await workspaces.allows_unpriced_models(runtime, caller.workspace_id)
-    return WorkspaceSettingsOut(allow_unpriced_models=allowed)
+    settings = await workspaces.settings_of(runtime, caller.workspace_id)
+    return WorkspaceSettingsOut(
+        allow_unpriced_models=settings.allow_unpriced_models, model_sources=settings.model_sources
+    )
 
 
 @router.patch("/workspace/settings")
@@ -80,10 +82,15 @@ async def change_workspace_settings(
     body: ChangeWorkspaceSettings, caller: AdminCaller, runtime: RuntimeDep
 ) -> WorkspaceSettingsOut:
     """Change the settings given; a setting left out keeps its value."""
-    allowed = await workspaces.change_settings(
-        runtime, caller, allow_unpriced_models=body.allow_unpriced_models
+    settings = await workspaces.change_settings(
+        runtime,
+        caller,
+        allow_unpriced_models=body.allow_unpriced_models,
+        model_sources=body.model_sources,
     )
-    return WorkspaceSettingsOut(allow_unpriced_models=allowed)
+    return WorkspaceSettingsOut(
+        allow_unpriced_models=settings.allow_unpriced_models, model_sources=settings.model_sources
+    )
 
 
 @router.get("/me")

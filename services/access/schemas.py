@@ -20,7 +20,7 @@ from services.access.domain import (
 )
 from services.access.handlers.members import NewWorkspace
 from services.access.handlers.tokens import IssuedToken
-from shared.events.schemas import PrincipalKind, Role
+from shared.events.schemas import ModelSources, PrincipalKind, Role
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254)]
@@ -69,6 +69,7 @@ class GrantAccess(_Body):
 class ChangeWorkspaceSettings(_Body):
     # Left out: unchanged.
     allow_unpriced_models: bool | None = None
+    model_sources: ModelSources | None = None
 
 
 class Introspect(_Body):
@@ -91,6 +92,10 @@ class WorkspaceSettingsOut(BaseModel):
     # Whether members may call models whose price the catalog does not know. Such calls
     # are refused with a 403 at the proxy when this is false.
     allow_unpriced_models: bool
+    # Which models members may call: the workspace's own connections' ("byom_only"), the
+    # install operator's managed ones ("managed_only"), or both. Calls to a model of the
+    # other kind are refused with a 403 at the proxy.
+    model_sources: ModelSources
 
 
 class OwnerOut(BaseModel):

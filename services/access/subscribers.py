@@ -33,6 +33,7 @@ from shared.events.schemas import (
     ModelEnabled,
     ModelEvent,
     ModelRetired,
+    ModelWithdrawn,
     PrincipalKind,
     parse_data,
 )
@@ -68,8 +69,11 @@ async def _apply(
         await conn.execute(statement)
         return
 
+    # A managed model withdrawn from the workspace can no longer be granted, like a
+    # retired one; offered again, it is discovered again.
     flags: dict[type[ModelEvent], dict[str, bool]] = {
         ModelRetired: {"retired": True},
+        ModelWithdrawn: {"retired": True, "enabled": False},
         ModelEnabled: {"enabled": True},
         ModelDisabled: {"enabled": False},
     }
@@ -159,7 +163,8 @@ def register(runtime: Runtime) -> None:
             return
 
         if envelope.workspaceid is None:
-            log.error("catalog_event_without_workspace", model_id=event.model_id)
+            # The install's own models: workspaces get entries of their own when offered.
+            log.debug("install_model_event_skipped", model_id=event.model_id)
             return
 
         async def apply(conn: AsyncConnection, env: Envelope) -> None:

@@ -31,6 +31,8 @@ workspaces = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     # Whether members may call models the catalog has no price for.
     Column("allow_unpriced_models", Boolean, nullable=False, default=True),
+    # Which models members may call: "byom_only", "managed_only" or "both".
+    Column("model_sources", String(20), nullable=False, default="both"),
 )
 
 users = Table(

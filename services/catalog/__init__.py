@@ -8,4 +8,7 @@ listing and the model data file, records each model once, and tells the rest of 
 gateway through model events what appeared, changed, disappeared, and what an admin (or a
 connection's new-model policy) enabled or disabled. New models start disabled unless the
 connection's policy says otherwise.
+
+It also lists the install operator's connections, offers their models to workspaces as
+managed models (``offers``), and keeps each workspace's aliases (``aliases``).
 """

@@ -28,6 +28,8 @@ from services.catalog.errors import (
     ConnectionNotFound,
     ModelNotFound,
     NotFound,
+    Refused,
+    UnknownWorkspaces,
 )
 from services.catalog.handlers import Catalog
 from services.catalog.settings import Settings
@@ -76,6 +78,11 @@ class ModelOut(BaseModel):
     price_unknown: bool
     high_cost: bool
     successor: str | None
+    # "byom": from one of the workspace's own connections; "managed": offered by the
+    # install's operator and called through the install's connection.
+    source: Literal["byom", "managed"]
+    # A managed model the operator no longer offers: it cannot be enabled or called.
+    withdrawn: bool
 
 
 class ModelList(BaseModel):
@@ -197,10 +204,14 @@ async def list_models(
     retired: bool | None = None,
     price_unknown: bool | None = None,
     high_cost: bool | None = None,
+    source: Literal["byom", "managed"] | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> ModelList:
-    """The workspace's models in name order, a page at a time, narrowed by any filters."""
+    """The workspace's models in name order, a page at a time, narrowed by any filters.
+
+    Managed models the operator has withdrawn are left out.
+    """
     criteria = views.ModelFilter(
         query=q,
         provider=provider,
@@ -210,6 +221,7 @@ async def list_models(
         retired=retired,
         price_unknown=price_unknown,
         high_cost=high_cost,
+        source=source,
     )
     try:
         async with runtime.engine.connect() as conn:
@@ -219,7 +231,7 @@ async def list_models(
     except views.InvalidCursor as error:
         raise ApiError(422, "invalid_cursor", str(error)) from None
 
-    return ModelList(data=[_model_out(m) for m in page.models], next_cursor=page.next_cursor)
+    return ModelList(data=[model_out(m) for m in page.models], next_cursor=page.next_cursor)
 
 
 @admin.post("/models/enable")
@@ -278,7 +290,7 @@ async def disable_model(
 async def list_connections(principal: AdminPrincipal, runtime: RuntimeDep) -> ConnectionList:
     async with runtime.engine.connect() as conn:
         found = await views.list_connections(conn, principal.workspace_id)
-    return ConnectionList(data=[_connection_out(c) for c in found])
+    return ConnectionList(data=[connection_out(c) for c in found])
 
 
 @admin.get("/connections/{connection_id}")
@@ -290,7 +302,7 @@ async def get_connection(
     if connection is None:
         raise ConnectionNotFound(connection_id)
 
-    return _connection_out(connection)
+    return connection_out(connection)
 
 
 @admin.put("/connections/{connection_id}/new-model-policy")
@@ -309,7 +321,7 @@ async def set_new_model_policy(
         raise ApiError(422, "invalid_policy", str(error)) from None
 
     await catalog.set_new_model_policy(
-        connection_id, policy, workspace_id=principal.workspace_id, actor=_actor(principal)
+        connection_id, policy, workspace_id=principal.workspace_id, actor=actor_of(principal)
     )
     return NewModelPolicyOut(action=body.action, group_ids=list(policy.group_ids))
 
@@ -320,9 +332,9 @@ async def sync_connection(
 ) -> SyncOut:
     """List the connection's models now; a failed listing is a result (``ok`` false), not an error."""
     result = await catalog.sync(
-        connection_id, workspace_id=principal.workspace_id, actor=_actor(principal)
+        connection_id, workspace_id=principal.workspace_id, actor=actor_of(principal)
     )
-    return _sync_out(result)
+    return sync_out(result)
 
 
 async def _switch(
@@ -335,10 +347,13 @@ async def _switch(
     enable: bool,
 ) -> ModelOut:
     decision = await catalog.switch(
-        model_id, workspace_id=principal.workspace_id, enable=enable, actor=_actor(principal)
+        model_id, workspace_id=principal.workspace_id, enable=enable, actor=actor_of(principal)
     )
     if decision is Switch.RETIRED:
         raise ApiError(409, "model_retired", _retired_message(model_id))
+
+    if decision is Switch.WITHDRAWN:
+        raise ApiError(409, "model_withdrawn", _withdrawn_message(model_id))
 
     return await _read_model(runtime, principal.workspace_id, model_id, thresholds)
 
@@ -353,7 +368,7 @@ async def _switch_many(
     enable: bool,
 ) -> BulkOut:
     outcome = await catalog.switch_many(
-        model_ids, workspace_id=principal.workspace_id, enable=enable, actor=_actor(principal)
+        model_ids, workspace_id=principal.workspace_id, enable=enable, actor=actor_of(principal)
     )
     errors = [
         BulkError(model_id=mid, code="not_found", message=str(ModelNotFound(mid)))
@@ -364,11 +379,17 @@ async def _switch_many(
         for mid, decision in outcome.decisions.items()
         if decision is Switch.RETIRED
     ]
-    settled = [mid for mid, d in outcome.decisions.items() if d is not Switch.RETIRED]
+    errors += [
+        BulkError(model_id=mid, code="model_withdrawn", message=_withdrawn_message(mid))
+        for mid, decision in outcome.decisions.items()
+        if decision is Switch.WITHDRAWN
+    ]
+    refused = (Switch.RETIRED, Switch.WITHDRAWN)
+    settled = [mid for mid, d in outcome.decisions.items() if d not in refused]
     async with runtime.engine.connect() as conn:
         found = await views.get_models(conn, principal.workspace_id, settled, thresholds)
     return BulkOut(
-        data=[_model_out(m) for m in found],
+        data=[model_out(m) for m in found],
         changed=[mid for mid, d in outcome.decisions.items() if d is Switch.CHANGE],
         errors=errors,
     )
@@ -382,14 +403,18 @@ async def _read_model(
     if model is None:
         raise ModelNotFound(model_id)
 
-    return _model_out(model)
+    return model_out(model)
 
 
 def _retired_message(model_id: str) -> str:
     return f"model {model_id!r} is retired: its provider no longer offers it"
 
 
-def _actor(principal: Principal) -> Actor:
+def _withdrawn_message(model_id: str) -> str:
+    return f"model {model_id!r} is no longer offered to this workspace by the install's operator"
+
+
+def actor_of(principal: Principal) -> Actor:
     request_id = structlog.contextvars.get_contextvars().get("request_id")
     return Actor(
         workspace_id=principal.workspace_id,
@@ -398,7 +423,7 @@ def _actor(principal: Principal) -> Actor:
     )
 
 
-def _model_out(model: views.ModelView) -> ModelOut:
+def model_out(model: views.ModelView) -> ModelOut:
     details = model.details
     price = details.price
     return ModelOut(
@@ -428,10 +453,12 @@ def _model_out(model: views.ModelView) -> ModelOut:
         price_unknown=model.price_unknown,
         high_cost=model.high_cost,
         successor=model.successor,
+        source="managed" if model.source == "managed" else "byom",
+        withdrawn=model.withdrawn,
     )
 
 
-def _connection_out(connection: views.ConnectionView) -> ConnectionOut:
+def connection_out(connection: views.ConnectionView) -> ConnectionOut:
     return ConnectionOut(
         id=connection.id,
         provider=connection.provider,
@@ -451,7 +478,7 @@ def _connection_out(connection: views.ConnectionView) -> ConnectionOut:
     )
 
 
-def _sync_out(result: SyncResult) -> SyncOut:
+def sync_out(result: SyncResult) -> SyncOut:
     return SyncOut.model_validate(result, from_attributes=True)
 
 
@@ -465,6 +492,12 @@ def install_errors(app: FastAPI) -> None:
 
         if isinstance(error, ConnectionDisconnected):
             return JSONResponse(error_body("connection_disconnected", str(error)), 409)
+
+        if isinstance(error, Refused):
+            return JSONResponse(error_body(error.code, str(error)), 409)
+
+        if isinstance(error, UnknownWorkspaces):
+            return JSONResponse(error_body("unknown_workspace", str(error)), 422)
 
         log.error("catalog_error_unhandled", error=str(error))
         return JSONResponse(error_body("internal", "the catalog could not do that"), 500)

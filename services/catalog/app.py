@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import FastAPI
 
-from services.catalog import subscribers
+from services.catalog import api_aliases, api_install, subscribers
+from services.catalog.aliases import Aliases
 from services.catalog.api import admin, health, install_errors
 from services.catalog.handlers import Catalog
 from services.catalog.model_data import ModelData
+from services.catalog.offers import Offers
 from services.catalog.scheduler import SyncScheduler
 from services.catalog.settings import Settings
 from services.catalog.tables import metadata
@@ -41,7 +43,8 @@ def create_app() -> FastAPI:
         KeyvaultKeys(services_client, settings.keyvault_url, signer), provider_client, model_data
     )
     catalog = Catalog(runtime, source, settings.sync_schedule)
-    subscribers.register(runtime, catalog)
+    offers = Offers(runtime)
+    subscribers.register(runtime, catalog, offers)
     scheduler = SyncScheduler(
         catalog,
         poll_seconds=settings.sync_poll_seconds,
@@ -74,6 +77,8 @@ def create_app() -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.catalog = catalog
+    app.state.offers = offers
+    app.state.aliases = Aliases(runtime)
     app.state.settings = settings
     app.state.introspector = Introspector(
         services_client, settings.access_url, signer, service="catalog"
@@ -83,4 +88,6 @@ def create_app() -> FastAPI:
     app.state.telemetry = instrument(app, "catalog")
     app.include_router(health)
     app.include_router(admin)
+    app.include_router(api_aliases.router)
+    app.include_router(api_install.router)
     return app

@@ -15,6 +15,7 @@ operator's data file that changes a price, is an update like a changed owner.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -157,9 +158,91 @@ def _first_of_each(offered: Iterable[OfferedModel]) -> dict[str, OfferedModel]:
     return by_upstream
 
 
-def model_name(connection_name: str, upstream_id: str) -> str:
-    """The name members call a model by: unique in the workspace, as connection names are."""
-    return f"{connection_name}/{upstream_id}"
+# The catalog's owner of the install operator's connections and their models, in place
+# of a workspace id (those are UUIDs). A workspace sees such a model only once it is offered.
+INSTALL_SCOPE = "install"
+BYOM = "byom"
+MANAGED = "managed"
+# Managed models are named under this prefix; keyvault keeps it from naming a connection.
+MANAGED_PREFIX = "managed/"
+
+
+def model_name(connection_name: str, upstream_id: str, source: str = BYOM) -> str:
+    """The name members call a model by, unique in the workspace.
+
+    A workspace's own model is ``<connection>/<upstream id>`` (connection names are unique
+    in the workspace); a managed one is ``managed/<install connection>/<upstream id>``
+    (install connection names are unique in the install, and no workspace connection may
+    be named "managed"), so the two never collide, even for one upstream model.
+    """
+    name = f"{connection_name}/{upstream_id}"
+    return MANAGED_PREFIX + name if source == MANAGED else name
+
+
+# Aliases never contain "/", so an alias can never equal a model name.
+_ALIAS = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+class InvalidAlias(ValueError):
+    """A name that cannot be an alias."""
+
+
+def check_alias(name: str) -> str:
+    """An alias is exact: lowercase letters, digits, '.', '_' and '-', nothing to normalise."""
+    if not _ALIAS.fullmatch(name):
+        raise InvalidAlias(
+            "an alias is 1 to 64 lowercase letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit"
+        )
+
+    return name
+
+
+class TargetStatus(enum.Enum):
+    """Whether an alias's model can be called: admins see every state but OK flagged."""
+
+    OK = "ok"
+    DISABLED = "disabled"
+    RETIRED = "retired"
+    WITHDRAWN = "withdrawn"
+
+
+def target_status(*, enabled: bool, retired: bool, withdrawn: bool) -> TargetStatus:
+    if retired:
+        return TargetStatus.RETIRED
+
+    if withdrawn:
+        return TargetStatus.WITHDRAWN
+
+    if not enabled:
+        return TargetStatus.DISABLED
+
+    return TargetStatus.OK
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """The workspaces an install model is offered to: all of them, or those named."""
+
+    all_workspaces: bool = False
+    workspace_ids: tuple[str, ...] = ()
+
+    def includes(self, workspace_id: str) -> bool:
+        return self.all_workspaces or workspace_id in self.workspace_ids
+
+
+def offer_changes(
+    audience: Audience, known_workspaces: Iterable[str], offered: dict[str, bool]
+) -> tuple[list[str], list[str]]:
+    """Which workspaces gain the model and which lose it.
+
+    ``offered`` maps each workspace that has an entry for the model to whether the entry
+    is withdrawn. A workspace that had the model withdrawn and is offered it again gains it.
+    """
+    wanted = [w for w in dict.fromkeys(known_workspaces) if audience.includes(w)]
+    gain = [w for w in wanted if offered.get(w, True)]
+    lose = sorted(w for w, withdrawn in offered.items() if not withdrawn and w not in wanted)
+    return gain, lose
 
 
 class NewModelAction(enum.Enum):
@@ -205,12 +288,17 @@ class Switch(enum.Enum):
     CHANGE = "change"
     ALREADY = "already"
     RETIRED = "retired"
+    WITHDRAWN = "withdrawn"
 
 
-def decide_switch(*, enabled: bool, retired: bool, enable: bool) -> Switch:
-    """A retired model cannot be enabled; asking for the current state changes nothing."""
+def decide_switch(*, enabled: bool, retired: bool, enable: bool, withdrawn: bool = False) -> Switch:
+    """A retired or withdrawn model cannot be enabled; asking for the current state changes
+    nothing."""
     if enable and retired:
         return Switch.RETIRED
+
+    if enable and withdrawn:
+        return Switch.WITHDRAWN
 
     if enabled == enable:
         return Switch.ALREADY

@@ -5,7 +5,10 @@ Exception tree::
     CatalogError
     ├── NotFound (LookupError)          no such id in the caller's workspace
     │   ├── ModelNotFound
-    │   └── ConnectionNotFound
+    │   ├── ConnectionNotFound
+    │   └── AliasNotFound
+    ├── Refused                         conflicts with the state of what it names (409)
+    ├── UnknownWorkspaces (LookupError) an offer names workspaces nobody has heard of
     ├── ConnectionDisconnected          the connection's key is gone; nothing to sync
     ├── KeyUnavailable (ConnectionError) keyvault would not or could not give the key
     └── UnknownProviderKind (LookupError) no adapter speaks for the connection's provider
@@ -48,3 +51,23 @@ class KeyUnavailable(CatalogError, ConnectionError):
 class UnknownProviderKind(CatalogError, LookupError):
     def __init__(self, kind: str) -> None:
         super().__init__(f"no adapter speaks for provider kind {kind!r}")
+
+
+class AliasNotFound(NotFound):
+    def __init__(self, alias: str) -> None:
+        super().__init__(f"no alias {alias!r} in this workspace")
+
+
+class Refused(CatalogError):
+    """A request that conflicts with the state of what it names (answered 409)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class UnknownWorkspaces(CatalogError, LookupError):
+    """An offer named workspaces the catalog has not heard of (answered 422)."""
+
+    def __init__(self, workspace_ids: list[str]) -> None:
+        super().__init__(f"no workspace known by these ids: {', '.join(workspace_ids)}")

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.catalog import views
 from services.catalog.domain import (
+    INSTALL_SCOPE,
     Fetched,
     KnownModel,
     ListingFailed,
@@ -118,7 +119,11 @@ class Catalog:
 
     async def sync_claimed(self, claimed: Claimed) -> SyncResult:
         """Run a sync the scheduler claimed, as the system."""
-        actor = Actor(claimed.workspace_id, SYSTEM_ACTOR_ID, correlation_id=str(uuid.uuid4()))
+        actor = Actor(
+            event_workspace(claimed.workspace_id),
+            SYSTEM_ACTOR_ID,
+            correlation_id=str(uuid.uuid4()),
+        )
         return await self._fetch_and_apply(claimed.connection_id, claimed.workspace_id, actor)
 
     async def _fetch_and_apply(
@@ -154,14 +159,25 @@ class Catalog:
         wanted = list(dict.fromkeys(model_ids))
         async with self._runtime.engine.begin() as conn:
             query = (
-                select(models.c.id, models.c.enabled, models.c.retired, models.c.connection)
+                select(
+                    models.c.id,
+                    models.c.enabled,
+                    models.c.retired,
+                    models.c.withdrawn,
+                    models.c.connection,
+                )
                 .where(models.c.id.in_(wanted), models.c.workspace == workspace_id)
                 .order_by(models.c.id)
                 .with_for_update()
             )
             rows = {row.id: row for row in await conn.execute(query)}
             decisions = {
-                model_id: decide_switch(enabled=row.enabled, retired=row.retired, enable=enable)
+                model_id: decide_switch(
+                    enabled=row.enabled,
+                    retired=row.retired,
+                    withdrawn=row.withdrawn,
+                    enable=enable,
+                )
                 for model_id, row in rows.items()
             }
             changing = [mid for mid, decision in decisions.items() if decision is Switch.CHANGE]
@@ -221,12 +237,15 @@ class Catalog:
         self._runtime.events_committed()
         log.info("new_model_policy_set", connection_id=connection_id, action=policy.action.value)
 
-    async def connection_status(self, connection_id: str) -> str | None:
-        """``active`` or ``disconnected``; None for a connection the catalog never heard of."""
-        query = select(connections.c.status).where(connections.c.id == connection_id)
+    async def connection_status(self, connection_id: str) -> tuple[str | None, str | None]:
+        """``active`` or ``disconnected``, and the owning workspace (``install`` for the
+        operator's); None and None for a connection the catalog never heard of."""
+        query = select(connections.c.status, connections.c.workspace).where(
+            connections.c.id == connection_id
+        )
         async with self._runtime.engine.connect() as conn:
-            status: str | None = (await conn.execute(query)).scalar_one_or_none()
-        return status
+            row = (await conn.execute(query)).first()
+        return (row.status, row.workspace) if row is not None else (None, None)
 
     async def record_connection(self, conn: AsyncConnection, connection: NewConnection) -> None:
         """Remember a connection keyvault announced; a reconnect under one id reactivates it."""
@@ -313,9 +332,10 @@ class Catalog:
         return row
 
     async def _known_models(self, conn: AsyncConnection, connection_id: str) -> list[KnownModel]:
+        # An install connection's managed entries follow its models; they are not its models.
         query = select(
             models.c.id, models.c.upstream_id, models.c.owned_by, models.c.retired, *DETAIL_COLUMNS
-        ).where(models.c.connection == connection_id)
+        ).where(models.c.connection == connection_id, models.c.offer_of.is_(None))
         return [
             KnownModel(row.id, row.upstream_id, row.owned_by, row.retired, details_of(row))
             for row in await conn.execute(query)
@@ -342,6 +362,11 @@ class Catalog:
         await conn.execute(
             update(connections).where(connections.c.id == connection_id).values(**values)
         )
+
+
+def event_workspace(workspace_id: str) -> str | None:
+    """The workspace an event names: none for the install's own connections and models."""
+    return None if workspace_id == INSTALL_SCOPE else workspace_id
 
 
 async def claim_due(

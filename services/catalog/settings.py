@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from services.catalog.schedule import SyncSchedule
 from shared.config import ServiceSettings
@@ -41,6 +41,10 @@ class Settings(ServiceSettings):
     # is flagged high-cost wherever admins assign access.
     high_cost_input_per_million: float = Field(default=10.0, ge=0)
     high_cost_output_per_million: float = Field(default=30.0, ge=0)
+
+    # The install operator's token: it alone lists the install's models and offers them to
+    # workspaces. Empty (the default) turns those routes off.
+    operator_token: SecretStr = SecretStr("")
 
     @property
     def sync_schedule(self) -> SyncSchedule:

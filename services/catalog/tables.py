@@ -11,6 +11,15 @@ The model list is read by workspace in name order, a page at a time: the index o
 (provider, capability, enabled, a name substring) are checked on the rows the index
 walks, which stays fast for the thousands of models a workspace has.
 
+The install operator's connections are recorded with the workspace ``install``
+(``domain.INSTALL_SCOPE``), their models too. Offering such a model to a workspace adds
+a row of its own to ``models``: the workspace's entry for the model, with ``source``
+"managed", its own id (so rules, switches and usage work as for the workspace's own
+models) and ``offer_of`` naming the install model it follows. ``offers`` holds who each
+install model is offered to; ``workspaces`` the workspaces the catalog learnt of from
+access, so an offer to all of them reaches new ones. ``aliases`` are each workspace's
+short names for its models.
+
 ``models`` is derived from the catalog's own events, not from keyvault's: replaying
 provider events would list models again under new ids. Rebuilding it means folding
 ``catalog.events``; no command does that yet, which matters once a table is lost.
@@ -96,9 +105,45 @@ models = Table(
     Column("price_output", Float),
     Column("price_cached_input", Float),
     Column("successor", Text),
-    UniqueConstraint("connection", "upstream_id", name="models_connection_upstream_key"),
+    # "byom" for the workspace's own connections, "managed" for an offered install model.
+    Column("source", String(10), nullable=False, default="byom"),
+    # For a managed entry: the install model it follows; None otherwise.
+    Column("offer_of", String(36)),
+    # A managed entry the operator no longer offers: off, not listed, its id kept.
+    Column("withdrawn", Boolean, nullable=False, default=False),
+    UniqueConstraint(
+        "workspace", "connection", "upstream_id", name="models_workspace_connection_upstream_key"
+    ),
 )
 Index("models_workspace_idx", models.c.workspace, models.c.name, models.c.id)
+Index("models_offer_idx", models.c.offer_of)
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+offers = Table(
+    "offers",
+    metadata,
+    # An install model, and who it is offered to.
+    Column("model_id", String(36), ForeignKey(models.c.id), primary_key=True),
+    Column("all_workspaces", Boolean, nullable=False, default=False),
+    Column("workspace_ids", JSON, nullable=False, default=list),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("workspace", String(36), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("model_id", String(36), ForeignKey(models.c.id), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
 
 
 def detail_columns(details: ModelDetails) -> dict[str, Any]:

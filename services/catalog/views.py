@@ -17,8 +17,22 @@ import orjson
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.catalog.domain import ModelDetails, Price, model_name
-from services.catalog.tables import DETAIL_COLUMNS, connections, details_of, models
+from services.catalog.domain import (
+    Audience,
+    ModelDetails,
+    Price,
+    TargetStatus,
+    model_name,
+    target_status,
+)
+from services.catalog.tables import (
+    DETAIL_COLUMNS,
+    aliases,
+    connections,
+    details_of,
+    models,
+    offers,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +63,9 @@ class ModelView:
     high_cost: bool
     # The gateway name of the model that replaces this one, when known.
     successor: str | None
+    # "byom" (the workspace's own connection) or "managed" (offered by the operator).
+    source: str
+    withdrawn: bool
 
     @property
     def price_unknown(self) -> bool:
@@ -67,6 +84,9 @@ class ModelFilter:
     retired: bool | None = None
     price_unknown: bool | None = None
     high_cost: bool | None = None
+    source: str | None = None
+    # Withdrawn managed entries are left out unless asked for.
+    withdrawn: bool | None = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +130,8 @@ def _models_query(workspace_id: str) -> Select[Any]:
             models.c.discovered_at,
             models.c.updated_at,
             models.c.retired_at,
+            models.c.source,
+            models.c.withdrawn,
             connections.c.name.label("connection_name"),
             *DETAIL_COLUMNS,
         )
@@ -134,7 +156,13 @@ def _model_view(row: Any, thresholds: CostThresholds) -> ModelView:
         retired_at=row.retired_at,
         details=details,
         high_cost=thresholds.flags(details.price),
-        successor=model_name(row.connection_name, details.successor) if details.successor else None,
+        successor=(
+            model_name(row.connection_name, details.successor, row.source)
+            if details.successor
+            else None
+        ),
+        source=row.source,
+        withdrawn=row.withdrawn,
     )
 
 
@@ -180,6 +208,10 @@ def _conditions(criteria: ModelFilter, thresholds: CostThresholds) -> list[Colum
         conditions.append(models.c.enabled == criteria.enabled)
     if criteria.retired is not None:
         conditions.append(models.c.retired == criteria.retired)
+    if criteria.source is not None:
+        conditions.append(models.c.source == criteria.source)
+    if criteria.withdrawn is not None:
+        conditions.append(models.c.withdrawn == criteria.withdrawn)
     priced = models.c.price_input.is_not(None) & models.c.price_output.is_not(None)
     if criteria.price_unknown is not None:
         conditions.append(~priced if criteria.price_unknown else priced)
@@ -259,3 +291,72 @@ async def get_connection(
     query = _connections_query(workspace_id).where(connections.c.id == connection_id)
     row = (await conn.execute(query)).first()
     return ConnectionView(**row._mapping) if row is not None else None
+
+
+async def offers_of(conn: AsyncConnection, model_ids: list[str]) -> dict[str, Audience]:
+    """Who each of these install models is offered to; a model never offered is left out."""
+    query = select(offers).where(offers.c.model_id.in_(model_ids))
+    return {
+        row.model_id: Audience(row.all_workspaces, tuple(row.workspace_ids))
+        for row in await conn.execute(query)
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class AliasView:
+    name: str
+    model_id: str
+    model_name: str
+    # Whether a call by the alias can reach its model; anything but OK is for the admin.
+    target_status: TargetStatus
+    # When the target is retired: the gateway name of what replaces it, if known.
+    target_successor: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def _aliases_query(workspace_id: str) -> Select[Any]:
+    return (
+        select(
+            aliases.c.name,
+            aliases.c.model_id,
+            aliases.c.created_at,
+            aliases.c.updated_at,
+            models.c.name.label("model_name"),
+            models.c.enabled,
+            models.c.retired,
+            models.c.withdrawn,
+            models.c.successor,
+            models.c.source,
+            connections.c.name.label("connection_name"),
+        )
+        .join(models, models.c.id == aliases.c.model_id)
+        .join(connections, connections.c.id == models.c.connection)
+        .where(aliases.c.workspace == workspace_id)
+    )
+
+
+def _alias_view(row: Any) -> AliasView:
+    status = target_status(enabled=row.enabled, retired=row.retired, withdrawn=row.withdrawn)
+    successor = None
+    if status is TargetStatus.RETIRED and row.successor:
+        successor = model_name(row.connection_name, row.successor, row.source)
+    return AliasView(
+        name=row.name,
+        model_id=row.model_id,
+        model_name=row.model_name,
+        target_status=status,
+        target_successor=successor,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+async def list_aliases(conn: AsyncConnection, workspace_id: str) -> list[AliasView]:
+    query = _aliases_query(workspace_id).order_by(aliases.c.name)
+    return [_alias_view(row) for row in await conn.execute(query)]
+
+
+async def get_alias(conn: AsyncConnection, workspace_id: str, name: str) -> AliasView | None:
+    row = (await conn.execute(_aliases_query(workspace_id).where(aliases.c.name == name))).first()
+    return _alias_view(row) if row is not None else None

@@ -1,7 +1,9 @@
 """keyvault's HTTP routes: the admin API, the internal key route, and health.
 
 Admin routes (``/keyvault/v1``) take a workspace admin's gateway token and only ever show
-a masked key. The internal route (``/keyvault/internal/v1``) hands out a plain key, and
+a masked key. The install routes (``/keyvault/v1/install``) are the same for the install
+operator's own connections, whose models the catalog offers to workspaces as managed
+models; they take the operator's token. The internal route (``/keyvault/internal/v1``) hands out a plain key, and
 takes nothing but a service credential from a service allowed to read keys. The keyring
 route (``/keyvault/v1/keyring``) acts on every workspace's secrets at once, so it takes
 the install operator's token, never a workspace admin's.
@@ -23,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.keyvault.domain import (
+    INSTALL_SCOPE,
     Connect,
     Connection,
     Disconnect,
@@ -206,7 +209,9 @@ async def _operator(
         return
 
     if presented.reveal().startswith(TOKEN_PREFIX):
-        raise ApiError(403, "forbidden", "the keyring is the install operator's, not a workspace's")
+        raise ApiError(
+            403, "forbidden", "this route is the install operator's, not a workspace admin's"
+        )
 
     raise ApiError(401, "unauthenticated", "the operator token is required")
 
@@ -225,6 +230,7 @@ health = APIRouter(prefix="/keyvault", tags=["health"])
 admin = APIRouter(prefix="/keyvault/v1", tags=["connections"])
 internal = APIRouter(prefix="/keyvault/internal/v1", tags=["internal"])
 operator = APIRouter(prefix="/keyvault/v1/keyring", tags=["keyring"])
+install = APIRouter(prefix="/keyvault/v1/install", tags=["install connections"])
 
 
 @health.get("/healthz")
@@ -291,6 +297,58 @@ async def disconnect(
 ) -> Response:
     command = Disconnect(workspace_id=principal.workspace_id, connection_id=connection_id)
     await handlers.disconnect(command, _actor(principal))
+    return Response(status_code=204)
+
+
+@install.post("/connections", status_code=201, response_model=ConnectionOut)
+async def connect_install(
+    body: ConnectRequest, _operator: Operator, handlers: HandlersDep
+) -> ConnectionOut:
+    """Connect a provider for the whole install; its models can be offered to workspaces."""
+    command = Connect(
+        workspace_id=INSTALL_SCOPE,
+        provider=body.provider,
+        name=body.name,
+        base_url=body.base_url,
+        api_key=provider_key(_pasted(body.api_key)),
+    )
+    result = await handlers.connect(command, _system_actor("operator"))
+    return ConnectionOut.of(_succeeded(result))
+
+
+@install.get("/connections", response_model=ConnectionList)
+async def list_install_connections(_operator: Operator, handlers: HandlersDep) -> ConnectionList:
+    connections = await handlers.connections(INSTALL_SCOPE)
+    return ConnectionList(data=[ConnectionOut.of(c) for c in connections])
+
+
+@install.get("/connections/{connection_id}", response_model=ConnectionOut)
+async def get_install_connection(
+    connection_id: str, _operator: Operator, handlers: HandlersDep
+) -> ConnectionOut:
+    return ConnectionOut.of(await handlers.connection(INSTALL_SCOPE, connection_id))
+
+
+@install.put("/connections/{connection_id}/key", response_model=ConnectionOut)
+async def rotate_install_key(
+    connection_id: str, body: RotateKeyRequest, _operator: Operator, handlers: HandlersDep
+) -> ConnectionOut:
+    command = RotateKey(
+        workspace_id=INSTALL_SCOPE,
+        connection_id=connection_id,
+        api_key=provider_key(_pasted(body.api_key)),
+    )
+    result = await handlers.rotate_key(command, _system_actor("operator"))
+    return ConnectionOut.of(_succeeded(result))
+
+
+@install.delete("/connections/{connection_id}", status_code=204)
+async def disconnect_install(
+    connection_id: str, _operator: Operator, handlers: HandlersDep
+) -> Response:
+    """Disconnect and shred the key: every workspace's managed models of it stop at once."""
+    command = Disconnect(workspace_id=INSTALL_SCOPE, connection_id=connection_id)
+    await handlers.disconnect(command, _system_actor("operator"))
     return Response(status_code=204)
 
 

@@ -10,7 +10,14 @@ from typing import Final
 import httpx
 from fastapi import FastAPI
 
-from services.keyvault.api import admin, health, install_keyvault_errors, internal, operator
+from services.keyvault.api import (
+    admin,
+    health,
+    install,
+    install_keyvault_errors,
+    internal,
+    operator,
+)
 from services.keyvault.cipher import EnvelopeCipher
 from services.keyvault.destinations import DestinationPolicy
 from services.keyvault.handlers import Handlers
@@ -91,4 +98,5 @@ def create_app() -> FastAPI:
     app.include_router(admin)
     app.include_router(internal)
     app.include_router(operator)
+    app.include_router(install)
     return app

@@ -18,6 +18,13 @@ from services.keyvault.errors import InvalidConnection
 from shared.secrets import ProviderKey
 
 ConnectionStatus = Literal["active", "disconnected"]
+# The owner recorded for the install operator's connections, in place of a workspace id
+# (workspace ids are UUIDs, so the two never meet). Their models are offered to
+# workspaces as managed models.
+INSTALL_SCOPE: Final = "install"
+# Managed models are named "managed/<connection>/<model>": a workspace connection named
+# "managed" could otherwise give one of its models the very same name.
+RESERVED_NAMES: Final = frozenset({"managed"})
 NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9-]{0,39}$"
 _NAME: Final = re.compile(NAME_PATTERN)
 _MAX_BASE_URL_LENGTH: Final = 2000
@@ -95,6 +102,10 @@ class Connection:
     def is_active(self) -> bool:
         return self.status == "active"
 
+    @property
+    def is_install(self) -> bool:
+        return self.workspace_id == INSTALL_SCOPE
+
 
 @dataclass(frozen=True, slots=True)
 class KeyRelease:
@@ -163,6 +174,9 @@ def check_name(name: str) -> str:
             "a connection name is 1 to 40 lowercase letters, digits or '-', "
             "starting with a letter or digit"
         )
+
+    if name in RESERVED_NAMES:
+        raise InvalidConnection(f"the connection name {name!r} is reserved; choose another")
 
     return name
 

@@ -195,6 +195,7 @@ class Handlers:
             base_url=connection.base_url,
             masked_key=connection.masked_key,
             fingerprint=connection.fingerprint,
+            scope="install" if connection.is_install else "workspace",
         )
         try:
             async with self._engine.begin() as conn:

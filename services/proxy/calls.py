@@ -130,6 +130,8 @@ class CallRecorder:
                 cached_input_tokens=usage.cached_input_tokens,
                 reasoning_tokens=usage.reasoning_tokens,
                 duration_ms=duration_ms,
+                source="managed" if call.route.model.source == "managed" else "byom",
+                alias=call.route.alias,
             ),
             workspace_id=call.caller.workspace_id,
             actor_id=call.caller.user_id,

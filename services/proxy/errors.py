@@ -93,10 +93,14 @@ class Dialect:
                 if refusal.successor
                 else " Its provider named no successor."
             )
+            named = (
+                f"The alias '{model_name}' points at '{refusal.alias_of}', which"
+                if refusal.alias_of
+                else f"The model '{model_name}'"
+            )
             return self.error(
                 404,
-                f"The model '{model_name}' has been retired by its provider and can no longer "
-                f"be called.{successor}",
+                f"{named} has been retired by its provider and can no longer be called.{successor}",
                 type_="invalid_request_error",
                 code="model_retired",
                 param="model",
@@ -109,6 +113,17 @@ class Dialect:
                 "Ask a workspace admin for access.",
                 type_="permission_error",
                 code="model_not_permitted",
+                param="model",
+            )
+
+        if refusal is Refusal.SOURCE_EXCLUDED:
+            return self.error(
+                403,
+                f"The model '{model_name}' is not among the models this workspace uses: it "
+                "allows only its own models, or only those the gateway's operator manages. "
+                "Ask a workspace admin.",
+                type_="permission_error",
+                code="model_source_not_allowed",
                 param="model",
             )
 

@@ -112,19 +112,19 @@ class ModelAPI:
             return OPENAI.unauthenticated()
 
         if not name:
-            data = [_model_object(m) for m in self._view.usable_models(caller)]
+            data = [_model_object(n, m) for n, m in self._view.usable_names(caller)]
             return _json({"object": "list", "data": data})
 
         route = self._view.route(caller, name)
         if not isinstance(route, Route):
             return OPENAI.refused(route, name)
 
-        return _json(_model_object(route.model))
+        return _json(_model_object(name, route.model))
 
 
-def _model_object(model: Model) -> dict[str, object]:
+def _model_object(name: str, model: Model) -> dict[str, object]:
     return {
-        "id": model.name,
+        "id": name,
         "object": "model",
         "created": model.created,
         "owned_by": model.provider,

@@ -11,6 +11,14 @@ user, so removing one rule takes away only what that rule gave.
 A retired model is refused with its successor's name when the catalog gave one. A model
 the catalog has no price for is refused when its workspace does not allow unpriced
 models; models described before the catalog knew prices count as unpriced.
+
+Names are matched exactly, as the catalog wrote them: no case folding, trimming, prefix
+or pattern, so no spelling reaches a model but its own name (or an alias of it). A
+workspace's alias is looked up only when no model has the name (model names always hold
+a "/", aliases never do), and then the alias's model is decided exactly as if it had
+been named: an alias grants nothing. Managed models (offered by the install's operator)
+are refused in a workspace that uses its own models only, and the workspace's own in one
+that uses managed models only.
 """
 
 from __future__ import annotations
@@ -66,6 +74,9 @@ class Model:
     created: int = 0
     price_unknown: bool = True
     successor: str | None = None
+    # "byom" or "managed": whose connection carries the calls, for usage and the setting.
+    source: str = "byom"
+    withdrawn: bool = False
 
 
 @dataclass(slots=True)
@@ -100,21 +111,31 @@ class Refusal(Enum):
     CONNECTION_INACTIVE = "connection_inactive"
     NOT_GRANTED = "not_granted"
     PRICE_UNKNOWN = "price_unknown"
+    SOURCE_EXCLUDED = "source_excluded"
 
 
 @dataclass(frozen=True, slots=True)
 class Retired:
-    """A refusal of a retired model, naming what replaces it when that is known."""
+    """A refusal of a retired model, naming what replaces it when that is known.
+
+    ``alias_of`` is the retired model's name when the caller named it by an alias.
+    """
 
     successor: str | None = None
+    alias_of: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """A permitted call: which model, on which connection."""
+    """A permitted call: which model, on which connection, and the alias it was named by."""
 
     model: Model
     connection: Connection
+    alias: str | None = None
+
+
+# Which sources each workspace setting excludes; "both" (the default) excludes none.
+_EXCLUDED_SOURCE = {"byom_only": "managed", "managed_only": "byom"}
 
 
 class View:
@@ -132,6 +153,10 @@ class View:
         self.grants: dict[str, Grants] = {}
         # Workspaces that refuse models without a known price; the default allows them.
         self.unpriced_refused: set[str] = set()
+        # (workspace, alias) -> model id.
+        self.aliases: dict[tuple[str, str], str] = {}
+        # Workspaces that exclude one source of models -> the source they exclude.
+        self.excluded_source: dict[str, str] = {}
 
     # Questions the hot path asks.
 
@@ -150,13 +175,21 @@ class View:
         return Caller(token.token_id, token.user_id, token.workspace_id, member.role)
 
     def route(self, caller: Caller, model_name: str) -> Route | Refusal | Retired:
-        model_id = self.model_names.get((caller.workspace_id, model_name))
+        key = (caller.workspace_id, model_name)
+        alias = None
+        model_id = self.model_names.get(key)
         if model_id is None:
+            model_id = self.aliases.get(key)
+            if model_id is None:
+                return Refusal.UNKNOWN_MODEL
+            alias = model_name
+
+        model = self.models.get(model_id)
+        if model is None or model.withdrawn or model.workspace_id != caller.workspace_id:
             return Refusal.UNKNOWN_MODEL
 
-        model = self.models[model_id]
         if model.retired:
-            return Retired(model.successor)
+            return Retired(model.successor, model.name if alias else None)
 
         if not model.enabled:
             return Refusal.MODEL_DISABLED
@@ -165,22 +198,34 @@ class View:
         if connection is None or not connection.active:
             return Refusal.CONNECTION_INACTIVE
 
+        if self.excluded_source.get(caller.workspace_id) == model.source:
+            return Refusal.SOURCE_EXCLUDED
+
         if not self._granted(caller, model_id):
             return Refusal.NOT_GRANTED
 
         if model.price_unknown and caller.workspace_id in self.unpriced_refused:
             return Refusal.PRICE_UNKNOWN
 
-        return Route(model, connection)
+        return Route(model, connection, alias)
 
     def usable_models(self, caller: Caller) -> list[Model]:
+        return [model for name, model in self.usable_names(caller) if name == model.name]
+
+    def usable_names(self, caller: Caller) -> list[tuple[str, Model]]:
+        """Every name the caller may call, models and aliases, each with its model, by name."""
         usable = []
-        for model_id, model in self.models.items():
+        for model in self.models.values():
             if model.workspace_id != caller.workspace_id:
                 continue
             if isinstance(self.route(caller, model.name), Route):
-                usable.append(self.models[model_id])
-        return sorted(usable, key=lambda m: m.name)
+                usable.append((model.name, model))
+        for (workspace_id, alias), model_id in self.aliases.items():
+            if workspace_id != caller.workspace_id:
+                continue
+            if isinstance(self.route(caller, alias), Route):
+                usable.append((alias, self.models[model_id]))
+        return sorted(usable, key=lambda pair: pair[0])
 
     def _granted(self, caller: Caller, model_id: str) -> bool:
         grants = self.grants.get(model_id)
@@ -237,6 +282,12 @@ class View:
             self.unpriced_refused.discard(workspace_id)
         elif data.allow_unpriced_models is False:
             self.unpriced_refused.add(workspace_id)
+        if data.model_sources is not None:
+            excluded = _EXCLUDED_SOURCE.get(data.model_sources)
+            if excluded is None:
+                self.excluded_source.pop(workspace_id, None)
+            else:
+                self.excluded_source[workspace_id] = excluded
 
     def _group_created(self, data: ev.GroupCreated, envelope: Envelope) -> None:
         self.groups[data.group_id] = envelope.workspaceid or ""
@@ -266,7 +317,11 @@ class View:
             connection.active = False
 
     def _model_discovered(self, data: ev.ModelDiscovered, envelope: Envelope) -> None:
-        workspace_id = envelope.workspaceid or ""
+        workspace_id = envelope.workspaceid
+        if workspace_id is None:
+            # The install's own models: a workspace reaches one only through its entry.
+            return
+
         self.models[data.model_id] = Model(
             data.model_id,
             workspace_id,
@@ -276,6 +331,7 @@ class View:
             data.provider,
             created=int(envelope.time.timestamp()),
             price_unknown=data.details is None or data.details.price is None,
+            source=data.source or "byom",
         )
         self.model_names[(workspace_id, data.model_name)] = data.model_id
 
@@ -296,6 +352,15 @@ class View:
         elif isinstance(data, ev.ModelRetired):
             model.retired = True
             model.successor = data.successor
+        elif isinstance(data, ev.ModelWithdrawn):
+            model.withdrawn = True
+            model.enabled = False
+
+    def _alias_set(self, data: ev.AliasSet, envelope: Envelope) -> None:
+        self.aliases[(envelope.workspaceid or "", data.alias)] = data.model_id
+
+    def _alias_removed(self, data: ev.AliasRemoved, envelope: Envelope) -> None:
+        self.aliases.pop((envelope.workspaceid or "", data.alias), None)
 
     def _access_granted(self, data: ev.AccessGranted, _envelope: Envelope) -> None:
         if data.rule_id in self.rules:
@@ -336,6 +401,9 @@ _HANDLERS: dict[type[ev.EventData], Any] = {
     ev.ModelEnabled: View._model_flag,
     ev.ModelDisabled: View._model_flag,
     ev.ModelRetired: View._model_flag,
+    ev.ModelWithdrawn: View._model_flag,
+    ev.AliasSet: View._alias_set,
+    ev.AliasRemoved: View._alias_removed,
     ev.AccessGranted: View._access_granted,
     ev.AccessRevoked: View._access_revoked,
 }

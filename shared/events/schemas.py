@@ -18,6 +18,11 @@ from pydantic import BaseModel, ConfigDict
 
 Role = Literal["owner", "admin", "member"]
 PrincipalKind = Literal["workspace", "group", "user"]
+# Who connected a provider: a workspace's admin (its own models, "bring your own"), or the
+# install's operator, whose models are offered to workspaces as managed models.
+ConnectionScope = Literal["workspace", "install"]
+ModelSource = Literal["byom", "managed"]
+ModelSources = Literal["managed_only", "byom_only", "both"]
 
 
 class EventData(BaseModel):
@@ -57,6 +62,8 @@ class ProviderConnected(ProviderEvent):
     base_url: str
     masked_key: str
     fingerprint: str
+    # "install" for the operator's connections, whose envelope names no workspace.
+    scope: ConnectionScope = "workspace"
 
 
 class ProviderKeyRotated(ProviderEvent):
@@ -169,6 +176,8 @@ class ModelDiscovered(ModelEvent):
     owned_by: str | None = None
     # Absent on events written before the catalog described models.
     details: ModelDetails | None = None
+    # "managed" for an install model offered to the workspace; absent means "byom".
+    source: ModelSource | None = None
 
 
 class ModelUpdated(ModelEvent):
@@ -197,6 +206,38 @@ class ModelEnabled(ModelEvent):
 
 class ModelDisabled(ModelEvent):
     name = "disabled"
+
+
+class ModelWithdrawn(ModelEvent):
+    """The operator stopped offering a managed model to the workspace.
+
+    Its id stays valid in rules and history; offered again, it is discovered again,
+    disabled, under the same id.
+    """
+
+    name = "withdrawn"
+
+
+class AliasEvent(EventData):
+    """A workspace's alias: a short name an admin points at one of its models."""
+
+    service = "catalog"
+    aggregate = "alias"
+
+    alias: str
+
+
+class AliasSet(AliasEvent):
+    """The alias was created or re-pointed; calls by it now reach ``model_id``."""
+
+    name = "set"
+
+    model_id: str
+    model_name: str
+
+
+class AliasRemoved(AliasEvent):
+    name = "removed"
 
 
 class NewModelPolicySet(EventData):
@@ -231,6 +272,8 @@ class WorkspaceSettingsChanged(EventData):
 
     # Whether members may call models whose price the catalog does not know.
     allow_unpriced_models: bool | None = None
+    # Which models members may call: the workspace's own, the managed ones, or both.
+    model_sources: ModelSources | None = None
 
 
 class UserEvent(EventData):
@@ -353,6 +396,10 @@ class UsageRecorded(EventData):
     cached_input_tokens: int = 0
     reasoning_tokens: int = 0
     duration_ms: float
+    # Whose connection carried the call: the workspace's own, or the install's (managed).
+    source: ModelSource | None = None
+    # The alias the caller named, when it named one instead of the model.
+    alias: str | None = None
 
 
 ALL_EVENTS: tuple[type[EventData], ...] = (
@@ -365,7 +412,10 @@ ALL_EVENTS: tuple[type[EventData], ...] = (
     ModelRetired,
     ModelEnabled,
     ModelDisabled,
+    ModelWithdrawn,
     NewModelPolicySet,
+    AliasSet,
+    AliasRemoved,
     WorkspaceCreated,
     WorkspaceSettingsChanged,
     UserCreated,

@@ -34,7 +34,22 @@ PUBLIC = {
     for service in ("access", "keyvault", "catalog", "proxy")
     for probe in ("healthz", "readyz")
 }
-OPERATOR = {("POST", "/access/v1/workspaces"), ("POST", "/keyvault/v1/keyring/rewrap")}
+OPERATOR = {
+    ("POST", "/access/v1/workspaces"),
+    ("POST", "/keyvault/v1/keyring/rewrap"),
+    # The install's own connections and the managed models it offers to workspaces.
+    ("POST", "/keyvault/v1/install/connections"),
+    ("GET", "/keyvault/v1/install/connections"),
+    ("GET", "/keyvault/v1/install/connections/{connection_id}"),
+    ("PUT", "/keyvault/v1/install/connections/{connection_id}/key"),
+    ("DELETE", "/keyvault/v1/install/connections/{connection_id}"),
+    ("GET", "/catalog/v1/install/connections"),
+    ("GET", "/catalog/v1/install/connections/{connection_id}"),
+    ("POST", "/catalog/v1/install/connections/{connection_id}/sync"),
+    ("GET", "/catalog/v1/install/models"),
+    ("PUT", "/catalog/v1/install/models/{model_id}/offer"),
+    ("DELETE", "/catalog/v1/install/models/{model_id}/offer"),
+}
 # Open to every member, for their own things: refused only without a token.
 ANY_MEMBER = {
     ("GET", "/access/v1/me"),
@@ -125,7 +140,11 @@ async def ids(ready: ReadyModel) -> dict[str, str]:
         ws, ready.model["id"], {"principal_kind": "group", "principal_id": group["id"]}
     )
     tokens = await ws.ok("GET", f"/access/v1/members/{ready.member['id']}/tokens")
+    alias = await ws.ok(
+        "PUT", f"/catalog/v1/aliases/{unique('alias')}", json={"model_id": ready.model["id"]}
+    )
     return {
+        "name": alias["name"],
         "user_id": ready.member["id"],
         "token_id": tokens["data"][0]["id"],
         "group_id": group["id"],

@@ -411,8 +411,8 @@ async def test_a_workspace_decides_whether_unpriced_models_may_be_used(
     same = await workspace.ok("PATCH", path, json={"allow_unpriced_models": False})
     untouched = await workspace.ok("PATCH", path, json={})
 
-    assert default == {"allow_unpriced_models": True}
-    assert changed == same == untouched == {"allow_unpriced_models": False}
+    assert default == {"allow_unpriced_models": True, "model_sources": "both"}
+    assert changed == same == untouched == {"allow_unpriced_models": False, "model_sources": "both"}
     query = (
         "SELECT envelope FROM access.events WHERE type = 'byom.workspace.settings_changed.v1' "
         "AND workspace_id = %s"
@@ -420,7 +420,7 @@ async def test_a_workspace_decides_whether_unpriced_models_may_be_used(
     async with await psycopg.AsyncConnection.connect(infra.database_url) as conn:
         rows = await (await conn.execute(query, (workspace.id,))).fetchall()
     assert [(r[0]["data"], r[0]["actorid"]) for r in rows] == [
-        ({"allow_unpriced_models": False}, workspace.owner_id)
+        ({"allow_unpriced_models": False, "model_sources": None}, workspace.owner_id)
     ]
     member = await workspace.member("mia")
     token = await workspace.token_for(member["id"])
