@@ -237,11 +237,11 @@ def test_the_keyring_is_mounted_only_in_keyvault() -> None:
 
 
 def test_each_service_mounts_only_the_secrets_it_reads() -> None:
-    """The service secret goes to the four services, the operator token to access, the database URL to all but the proxy; the console gets only its session secret."""
+    """The service secret goes to the four services, the operator token to the three with operator routes, the database URL to all but the proxy; the console gets only its session secret."""
     expected = {
         "access": {"byom-service-secret", "byom-operator-token", "byom-database"},
-        "keyvault": {"byom-service-secret", "byom-database", "byom-keyring"},
-        "catalog": {"byom-service-secret", "byom-database"},
+        "keyvault": {"byom-service-secret", "byom-operator-token", "byom-database", "byom-keyring"},
+        "catalog": {"byom-service-secret", "byom-operator-token", "byom-database"},
         "proxy": {"byom-service-secret"},
         "console": {"byom-console-secret"},
     }
