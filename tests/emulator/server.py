@@ -8,6 +8,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from tests.emulator.app import create_app
 from tests.emulator.state import EmulatorState
@@ -26,9 +27,16 @@ class _EmbeddedServer(uvicorn.Server):
 @contextlib.asynccontextmanager
 async def running_emulator(state: EmulatorState, *, host: str = "127.0.0.1") -> AsyncIterator[str]:
     """Serve ``state`` while the block runs; yield its base URL, ``http://<host>:<port>/v1``."""
+    async with running_asgi(create_app(state), host=host) as root:
+        yield root + "/v1"
+
+
+@contextlib.asynccontextmanager
+async def running_asgi(app: ASGIApp, *, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Serve any ASGI app on a free port while the block runs; yield ``http://<host>:<port>``."""
     listener = _bind_free_port(host)
     config = uvicorn.Config(
-        create_app(state),
+        app,
         log_config=None,
         log_level="warning",
         access_log=False,
@@ -40,7 +48,7 @@ async def running_emulator(state: EmulatorState, *, host: str = "127.0.0.1") -> 
     serving = asyncio.create_task(server.serve(sockets=[listener]))
     try:
         await _wait_until_started(server, serving)
-        yield _base_url(listener)
+        yield _root_url(listener)
     finally:
         server.should_exit = True
         await serving
@@ -82,9 +90,9 @@ async def _wait_until_started(server: uvicorn.Server, serving: asyncio.Task[None
             await asyncio.sleep(0.01)
 
 
-def _base_url(listener: socket.socket) -> str:
+def _root_url(listener: socket.socket) -> str:
     host, port = listener.getsockname()[:2]
     if listener.family == socket.AF_INET6:
         host = f"[{host}]"
 
-    return f"http://{host}:{port}/v1"
+    return f"http://{host}:{port}"

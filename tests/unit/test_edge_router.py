@@ -1,0 +1,91 @@
+"""The local edge router of ``make run``: one address, and nothing shared between callers.
+
+A service behind it is played by a small app on a loopback port that sets cookies and
+echoes the cookies it was sent; the router is called in-process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from scripts import run_local
+from tests.emulator import running_asgi
+
+
+async def _sign_in(request: Request) -> JSONResponse:
+    answer = JSONResponse({"signed_in": True})
+    answer.set_cookie("session", "owner-session", httponly=True, samesite="strict")
+    answer.set_cookie("csrf", "owner-csrf", httponly=True, samesite="strict")
+    return answer
+
+
+async def _echo(request: Request) -> JSONResponse:
+    return JSONResponse({"cookie": request.headers.get("cookie"), "path": request.url.path})
+
+
+SERVICE = Starlette(
+    routes=[
+        Route("/console/sign-in", _sign_in, methods=["POST"]),
+        Route("/{rest:path}", _echo, methods=["GET"]),
+    ]
+)
+
+
+@pytest.fixture
+async def edge(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_asgi(SERVICE) as root:
+        port = int(root.rsplit(":", 1)[1])
+        for name in run_local.PORTS:
+            monkeypatch.setitem(run_local.PORTS, name, port)
+        async with run_local.edge_client() as forwarding:
+            transport = httpx.ASGITransport(app=run_local.edge_app(forwarding))
+            async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
+                yield client
+
+
+async def test_a_cookie_set_for_one_caller_never_reaches_another(edge: httpx.AsyncClient) -> None:
+    signed_in = await edge.post("/console/sign-in")
+
+    assert signed_in.headers.get_list("set-cookie")[0].startswith("session=owner-session")
+    assert len(signed_in.headers.get_list("set-cookie")) == 2
+    edge.cookies.clear()  # the next caller is someone else, with no cookie of their own
+    stranger = await edge.get("/console/people")
+    assert stranger.json() == {"cookie": None, "path": "/console/people"}
+
+
+async def test_a_callers_own_cookie_is_forwarded(edge: httpx.AsyncClient) -> None:
+    mine = await edge.get("/console/tokens", headers={"Cookie": "session=mine"})
+
+    assert mine.json()["cookie"] == "session=mine"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/proxy/metrics",
+        "/access/healthz",
+        "/catalog/readyz",
+        "/keyvault/internal/connections/x/key",
+    ],
+)
+async def test_probes_metrics_and_internal_routes_stay_private(
+    edge: httpx.AsyncClient, path: str
+) -> None:
+    assert (await edge.get(path)).status_code == 404
+
+
+async def test_public_routes_and_openapi_documents_are_served_once_each(
+    edge: httpx.AsyncClient,
+) -> None:
+    for path in ("/access/openapi.json", "/catalog/v1/models", "/v1/models"):
+        answer = await edge.get(path)
+        assert answer.json()["path"] == path
+        assert len(answer.headers.get_list("date")) <= 1
+        assert len(answer.headers.get_list("server")) == 0
