@@ -110,7 +110,16 @@ def edge_app(client: httpx.AsyncClient) -> Starlette:
         if base is None:
             return JSONResponse({"error": {"code": "not_found", "message": "no such route"}}, 404)
 
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
+        headers = [
+            (k, v)
+            for k, v in request.headers.items()
+            if k.lower() not in _HOP_BY_HOP and not k.lower().startswith("x-forwarded-")
+        ]
+        # What the caller asked for, as an Ingress tells the service behind it.
+        headers += [
+            ("x-forwarded-host", request.headers.get("host", "")),
+            ("x-forwarded-proto", request.url.scheme),
+        ]
         upstream = client.build_request(
             request.method,
             base + request.url.path,

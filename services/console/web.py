@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import structlog
 from fastapi import Depends, Request
@@ -173,7 +173,9 @@ class Console:
         fields = dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
         presented = request.headers.get(CSRF_HEADER) or fields.pop(CSRF_FIELD, None)
         fields.pop(CSRF_FIELD, None)
-        if not self.session(request).accepts(presented):
+        # The browser says where a form came from; another site's is refused even before
+        # the token is looked at (older browsers that say nothing rely on the token).
+        if _cross_site(request) or not self.session(request).accepts(presented):
             log.warning("console_csrf_refused", path=request.url.path)
             raise FormExpired(
                 "The page you sent this from is out of date, or came from another site. "
@@ -181,6 +183,19 @@ class Console:
             )
 
         return {name: value.strip() for name, value in fields.items()}
+
+
+def _cross_site(request: Request) -> bool:
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        return True
+
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin == "null"
+
+    # Behind a router the browser's host is the forwarded one; a form cannot set that header.
+    ours = {request.headers.get("host"), request.headers.get("x-forwarded-host")}
+    return urlsplit(origin).netloc not in ours
 
 
 def _console(request: Request) -> Console:

@@ -11,7 +11,7 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from services.console import providers
+from services.console import providers, web
 from services.console.gateway import Gateway, Refused, SignedOut, Unavailable
 from services.console.models import (
     ConnectionCard,
@@ -239,3 +239,32 @@ async def test_a_paged_list_is_read_to_its_last_page() -> None:
         items = await gateway.every_page(TOKEN, "catalog", "/catalog/v1/models", limit=2)
 
     assert items == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("headers", "cross"),
+    [
+        ({"host": "gw.example", "sec-fetch-site": "cross-site"}, True),
+        ({"host": "gw.example", "origin": "https://evil.example"}, True),
+        ({"host": "gw.example", "origin": "null"}, True),
+        ({"host": "gw.example", "origin": "https://gw.example"}, False),
+        (
+            {
+                "host": "127.0.0.1:8004",
+                "x-forwarded-host": "gw.example",
+                "origin": "https://gw.example",
+            },
+            False,
+        ),
+        ({"host": "gw.example", "sec-fetch-site": "same-origin"}, False),
+        ({"host": "gw.example"}, False),
+    ],
+)
+def test_a_form_from_another_site_is_told_apart(headers: dict[str, str], cross: bool) -> None:
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/console/sign-in",
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+    }
+    assert web._cross_site(Request(scope)) is cross
