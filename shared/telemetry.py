@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace.export import (
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.responses import Response
 
-from shared.http import RequestLogMiddleware
+from shared.http import BodyLimitMiddleware, RequestLogMiddleware
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -116,6 +116,8 @@ def instrument(
 ) -> Telemetry:
     """Traces, metrics and one log line per request for a service's app."""
     telemetry = Telemetry(service)
+    # Added first, so it runs inside the log middleware: a refused body is logged too.
+    app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestLogMiddleware, quiet_routes=quiet_routes)
     install_metrics_route(app, service, telemetry)
     return telemetry

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
+from shared.http import ADMIN_MAX_BODY_BYTES
 from tests.support import Workspace
 
 pytestmark = pytest.mark.e2e
@@ -58,3 +61,29 @@ async def test_a_provider_base_url_aimed_at_metadata_or_loopback_is_refused(
     )
     listed = await workspace.ok("GET", "/keyvault/v1/connections")
     assert listed["data"] == []
+
+
+@pytest.mark.parametrize(
+    "path", ["/access/v1/tokens", "/catalog/v1/models/enable", "/keyvault/v1/connections"]
+)
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_an_oversized_admin_body_is_refused_unread(
+    workspace: Workspace, path: str, declared: bool
+) -> None:
+    """A body past the admin routes' limit is a 413, whether its size is declared or not."""
+    member = await workspace.member("bulky")
+    token = await workspace.token_for(member["id"])
+    body = b'{"name": "' + b"x" * (2 * ADMIN_MAX_BODY_BYTES) + b'"}'
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 64 * 1024):
+            yield body[start : start + 64 * 1024]
+
+    response = await workspace.client.post(
+        path,
+        content=body if declared else pieces(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "request_too_large"
