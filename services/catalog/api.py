@@ -37,6 +37,7 @@ from shared.events.schemas import NewModelAction as NewModelActionName
 from shared.events.store import Actor
 from shared.http import ApiError, error_body
 from shared.principal import AdminPrincipal, Principal
+from shared.providers import known_kinds
 from shared.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -212,6 +213,12 @@ async def list_models(
 
     Managed models the operator has withdrawn are left out.
     """
+    if provider is not None and provider not in known_kinds():
+        # An unknown kind would match nothing; a typo should not look like an empty catalog.
+        raise ApiError(
+            422, "invalid_request", f"provider must be one of: {', '.join(known_kinds())}"
+        )
+
     criteria = views.ModelFilter(
         query=q,
         provider=provider,

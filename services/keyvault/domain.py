@@ -156,7 +156,7 @@ def require_key(provider: str, key: ProviderKey) -> None:
     """Refuse "no key" for a provider whose API always wants one."""
     if not key and provider not in _KEYLESS_KINDS:
         raise InvalidConnection(
-            f"a {provider} connection needs an api_key; only an openai-compatible server "
+            f"api_key is required for {provider}; only an openai-compatible server "
             "may be connected without one"
         )
 

@@ -134,7 +134,11 @@ def check_messages(body: dict[str, Any], dialect: Dialect) -> Response | None:
 
 
 def check_count(body: dict[str, Any], dialect: Dialect) -> Response | None:
-    if not isinstance(body.get("messages"), list):
+    messages = body.get("messages")
+    if not isinstance(messages, list):
         return dialect.bad_request("Field required: an array of messages.", param="messages")
+
+    if not messages:
+        return dialect.bad_request("At least one message is required.", param="messages")
 
     return None

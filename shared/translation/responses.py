@@ -273,7 +273,7 @@ def response_object(
     body: dict[str, Any] = {
         "id": response_id,
         "object": "response",
-        "created_at": created_at or time.time(),
+        "created_at": int(created_at or time.time()),
         "status": status,
         "model": model,
         "output": output,

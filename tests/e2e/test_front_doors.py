@@ -377,6 +377,22 @@ async def test_a_client_leaving_before_the_first_byte_cancels_the_provider_reque
         emulator.delay = 0.0
 
 
+@pytest.mark.parametrize("kind", ["anthropic", "google"])
+async def test_count_tokens_without_messages_is_refused(
+    stack: Stack, providers: Providers, kind: str
+) -> None:
+    async with httpx.AsyncClient(base_url=stack.openai_base_url) as client:
+        answer = await client.post(
+            "/messages/count_tokens",
+            json={"model": providers.models[kind], "messages": []},
+            headers=_auth("anthropic", providers.token),
+        )
+
+    assert answer.status_code == 400
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+    assert "message" in answer.json()["error"]["message"]
+
+
 async def test_every_door_records_usage(
     stack: Stack,
     sdk: openai.AsyncOpenAI,

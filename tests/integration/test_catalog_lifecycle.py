@@ -496,6 +496,8 @@ async def test_thousands_of_models_page_and_filter_exactly(
     assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_cursor")
     unknown = await workspace.call("GET", "/catalog/v1/models", params={"capability": "telepathy"})
     assert unknown.status_code == 422
+    typo = await workspace.call("GET", "/catalog/v1/models", params={"provider": "opanai"})
+    assert typo.status_code == 422 and "openai" in typo.json()["error"]["message"]
 
 
 async def test_replicas_claim_due_connections_without_overlap(
