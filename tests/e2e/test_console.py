@@ -30,6 +30,9 @@ pytestmark = pytest.mark.e2e
 MODELS = ["gpt-alpha", "gpt-beta", "gpt-gamma"]
 # Model discovery follows events through two services; a page waits this long for it.
 SLOW_MS = 20_000
+# Each page answer passes through several services: on a busy machine, five seconds (the
+# assertions' default) can run out while nothing is wrong.
+expect.set_options(timeout=10_000)
 
 
 @pytest.fixture(scope="module")
