@@ -173,17 +173,24 @@ class UsageRecorder:
             except Exception as error:
                 acks.append(error)
 
-        outcomes: list[BaseException | None] = []
-        for ack in acks:
-            if isinstance(ack, BaseException):
-                outcomes.append(ack)
-                continue
-            try:
-                await asyncio.wait_for(ack, _ACK_TIMEOUT_SECONDS)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                outcomes.append(error)
-            else:
-                outcomes.append(None)
-        return outcomes
+        pending = [ack for ack in acks if isinstance(ack, asyncio.Future)]
+        if pending:
+            # One wait for the whole batch. A wait per acknowledgement cost a turn of the
+            # event loop each, and under load the publisher fell behind the calls.
+            await asyncio.wait(pending, timeout=_ACK_TIMEOUT_SECONDS)
+        return [_outcome(ack) for ack in acks]
+
+
+def _outcome(ack: asyncio.Future[Any] | BaseException) -> BaseException | None:
+    """Why one publish was not acknowledged, or None if it was."""
+    if isinstance(ack, BaseException):
+        return ack
+
+    if not ack.done():
+        ack.cancel()
+        return TimeoutError(f"no acknowledgement within {_ACK_TIMEOUT_SECONDS} s")
+
+    if ack.cancelled():
+        return asyncio.CancelledError()
+
+    return ack.exception()
