@@ -14,6 +14,7 @@ import uuid
 
 import httpx
 import nats
+from nats.js import JetStreamContext
 
 from shared.events import schemas as ev
 from shared.events.envelope import Envelope
@@ -99,6 +100,9 @@ async def populate(
             streamversion=1,
         )
         await js.publish(data.subject(prefix), envelope.to_json(), stream=stream)
+    # The other services follow these events too (access applies every model event to its
+    # tables); a run started while they still work would measure their load, not the proxy.
+    await _consumers_caught_up(js, stream)
     await nc.close()
 
     marker_name = f"scale/model-{models - 1}"
@@ -113,3 +117,17 @@ async def populate(
                 break
             await asyncio.sleep(0.2)
     return len(events)
+
+
+async def _consumers_caught_up(js: JetStreamContext, stream: str, within: float = 300) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        consumers = await js.consumers_info(stream)
+        if all(
+            c.num_pending == 0 and c.num_ack_pending == 0
+            for c in consumers
+            if c.config.durable_name
+        ):
+            return
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"the services did not catch up with the stream within {within:.0f} s")
