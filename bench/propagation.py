@@ -39,7 +39,7 @@ from tests.e2e.propagation import CASES, Lab, Probe, delay  # noqa: E402
 from tests.emulator import EmulatorState, running_emulator  # noqa: E402
 from tests.infra import NATS_URL, create_database, drop_database, random_suffix  # noqa: E402
 from tests.stack import ALL_SERVICES, Stack, running_stack  # noqa: E402
-from tests.support import Workspace, gateway_client, unique  # noqa: E402
+from tests.support import Workspace, gateway_client, new_workspace  # noqa: E402
 
 # A change slower than this is reported as a failure of the run, not waited for.
 WITHIN_SECONDS = 10.0
@@ -87,20 +87,7 @@ async def _delete_stream(stream: str) -> None:
 
 
 async def workspace(stack: Stack, gateway: httpx.AsyncClient) -> Workspace:
-    response = await gateway.post(
-        "/access/v1/workspaces",
-        json={
-            "name": unique("bench"),
-            "owner_email": f"{unique('owner')}@example.test",
-            "owner_name": "Owner",
-        },
-        headers={"Authorization": f"Bearer {stack.operator_token}"},
-    )
-    response.raise_for_status()
-    created = response.json()
-    return Workspace(
-        created["workspace"]["id"], created["token"]["token"], created["owner"]["id"], gateway
-    )
+    return await new_workspace(gateway, stack.operator_token, "bench")
 
 
 async def measure(stack: Stack, repetitions: int, probe: Probe) -> None:

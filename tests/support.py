@@ -67,6 +67,29 @@ class Workspace:
         return str(issued["token"])
 
 
+async def new_workspace(
+    client: httpx.AsyncClient, operator_token: str, prefix: str = "acme"
+) -> Workspace:
+    """A workspace of the caller's own with an owner, made by the install operator."""
+    response = await client.post(
+        "/access/v1/workspaces",
+        json={
+            "name": unique(prefix),
+            "owner_email": f"{unique('owner')}@example.test",
+            "owner_name": "Owner",
+        },
+        headers={"Authorization": f"Bearer {operator_token}"},
+    )
+    assert response.status_code == 201, response.text
+    created = response.json()
+    return Workspace(
+        id=created["workspace"]["id"],
+        admin_token=created["token"]["token"],
+        owner_id=created["owner"]["id"],
+        client=client,
+    )
+
+
 class PrefixRouter(httpx.AsyncBaseTransport):
     """Sends each request to the service that owns its path prefix, as the Ingress does.
 

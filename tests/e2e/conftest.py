@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import Infra
 from tests.emulator import EmulatorState, running_emulator
 from tests.stack import Stack
-from tests.support import Workspace, gateway_client, unique
+from tests.support import Workspace, gateway_client, new_workspace
 
 OpenAIFor = Callable[[str], openai.AsyncOpenAI]
 
@@ -41,23 +41,7 @@ async def gateway(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def workspace(stack: Stack, gateway: httpx.AsyncClient) -> Workspace:
     """A workspace of the test's own, created by the install operator."""
-    response = await gateway.post(
-        "/access/v1/workspaces",
-        json={
-            "name": unique("acme"),
-            "owner_email": f"{unique('owner')}@example.test",
-            "owner_name": "Owner",
-        },
-        headers={"Authorization": f"Bearer {stack.operator_token}"},
-    )
-    assert response.status_code == 201, response.text
-    created = response.json()
-    return Workspace(
-        id=created["workspace"]["id"],
-        admin_token=created["token"]["token"],
-        owner_id=created["owner"]["id"],
-        client=gateway,
-    )
+    return await new_workspace(gateway, stack.operator_token, "acme")
 
 
 @pytest.fixture

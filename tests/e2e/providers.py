@@ -17,7 +17,7 @@ import httpx
 from tests.e2e.flows import discovered_models, grant_when_known, provider_key, visible_models
 from tests.emulator import EmulatorState, provider_base_url
 from tests.stack import Stack
-from tests.support import Workspace, eventually, unique
+from tests.support import Workspace, eventually, new_workspace, unique
 
 KINDS: Final = (
     "openai-compatible",
@@ -51,23 +51,7 @@ class Providers:
 
 
 async def create_workspace(stack: Stack, client: httpx.AsyncClient) -> Workspace:
-    response = await client.post(
-        "/access/v1/workspaces",
-        json={
-            "name": unique("doors"),
-            "owner_email": f"{unique('owner')}@example.test",
-            "owner_name": "Owner",
-        },
-        headers={"Authorization": f"Bearer {stack.operator_token}"},
-    )
-    assert response.status_code == 201, response.text
-    created = response.json()
-    return Workspace(
-        id=created["workspace"]["id"],
-        admin_token=created["token"]["token"],
-        owner_id=created["owner"]["id"],
-        client=client,
-    )
+    return await new_workspace(client, stack.operator_token, "doors")
 
 
 async def connect_kind(

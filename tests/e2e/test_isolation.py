@@ -28,7 +28,7 @@ from tests.e2e.flows import (
 )
 from tests.emulator import EmulatorState
 from tests.stack import Stack
-from tests.support import Workspace, eventually, unique
+from tests.support import Workspace, eventually, new_workspace, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -61,23 +61,6 @@ class Side:
             self.group["id"],
             *(r["id"] for r in self.rules),
         ]
-
-
-async def new_workspace(stack: Stack, gateway: httpx.AsyncClient) -> Workspace:
-    response = await gateway.post(
-        "/access/v1/workspaces",
-        json={
-            "name": unique("other"),
-            "owner_email": f"{unique('owner')}@example.test",
-            "owner_name": "Owner",
-        },
-        headers={"Authorization": f"Bearer {stack.operator_token}"},
-    )
-    assert response.status_code == 201, response.text
-    created = response.json()
-    return Workspace(
-        created["workspace"]["id"], created["token"]["token"], created["owner"]["id"], gateway
-    )
 
 
 async def build(
@@ -140,7 +123,7 @@ async def sides(
         "email": f"{unique('same')}@example.test",
         "group_name": unique("Marketing"),
     }
-    b = await build(await new_workspace(stack, gateway), emulator, **names)
+    b = await build(await new_workspace(gateway, stack.operator_token, "other"), emulator, **names)
     a = await build(workspace, emulator, **names)
     return a, b
 

@@ -34,7 +34,7 @@ from tests.catalog_population import populate, traits
 from tests.conftest import Infra
 from tests.emulator import EmulatorState, running_emulator
 from tests.stack import Stack, running_stack
-from tests.support import Workspace, eventually, gateway_client, unique
+from tests.support import Workspace, eventually, gateway_client, new_workspace, unique
 
 pytestmark = pytest.mark.integration
 
@@ -111,23 +111,7 @@ async def provider() -> AsyncIterator[Provider]:
 
 @pytest.fixture
 async def workspace(stack: Stack, gateway: httpx.AsyncClient) -> Workspace:
-    response = await gateway.post(
-        "/access/v1/workspaces",
-        json={
-            "name": unique("acme"),
-            "owner_email": f"{unique('owner')}@example.test",
-            "owner_name": "Owner",
-        },
-        headers={"Authorization": f"Bearer {stack.operator_token}"},
-    )
-    assert response.status_code == 201, response.text
-    created = response.json()
-    return Workspace(
-        id=created["workspace"]["id"],
-        admin_token=created["token"]["token"],
-        owner_id=created["owner"]["id"],
-        client=gateway,
-    )
+    return await new_workspace(gateway, stack.operator_token, "acme")
 
 
 async def connected(workspace: Workspace, provider: Provider) -> tuple[str, dict[str, Any]]:

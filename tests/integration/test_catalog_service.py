@@ -24,7 +24,7 @@ import pytest
 from tests.conftest import Infra
 from tests.emulator import EmulatorState, running_emulator
 from tests.stack import Stack, running_stack
-from tests.support import Workspace, eventually, gateway_client, unique
+from tests.support import Workspace, eventually, gateway_client, new_workspace, unique
 
 pytestmark = pytest.mark.integration
 
@@ -75,29 +75,9 @@ async def provider() -> AsyncIterator[Provider]:
         yield Provider(state, base_url, key)
 
 
-async def new_workspace(stack: Stack, gateway: httpx.AsyncClient) -> Workspace:
-    response = await gateway.post(
-        "/access/v1/workspaces",
-        json={
-            "name": unique("acme"),
-            "owner_email": f"{unique('owner')}@example.test",
-            "owner_name": "Owner",
-        },
-        headers={"Authorization": f"Bearer {stack.operator_token}"},
-    )
-    assert response.status_code == 201, response.text
-    created = response.json()
-    return Workspace(
-        id=created["workspace"]["id"],
-        admin_token=created["token"]["token"],
-        owner_id=created["owner"]["id"],
-        client=gateway,
-    )
-
-
 @pytest.fixture
 async def workspace(stack: Stack, gateway: httpx.AsyncClient) -> Workspace:
-    return await new_workspace(stack, gateway)
+    return await new_workspace(gateway, stack.operator_token)
 
 
 async def connect(workspace: Workspace, provider: Provider, name: str | None = None) -> str:
@@ -448,7 +428,7 @@ async def test_another_workspaces_models_and_connections_are_not_found(
     """Ids from another workspace answer 404 on every route and never show up in its lists."""
     connection_id, models = await connected_with_models(workspace, provider)
     model_id = models[0]["id"]
-    stranger = await new_workspace(stack, gateway)
+    stranger = await new_workspace(gateway, stack.operator_token)
 
     for method, path in [
         ("GET", f"/catalog/v1/models/{model_id}"),
