@@ -115,7 +115,7 @@ def _count_reply(call: Call) -> NativeReply:
     )
 
 
-def anthropic_error_event(failure: UpstreamFailure, provider: str) -> bytes:
+def anthropic_error_event(failure: UpstreamFailure, provider: str, _sequence: int = 0) -> bytes:
     """Anthropic's ``error`` event, as it ends a stream that fails midway."""
     return named_event("error", anthropic_failure(failure, provider).body)
 

@@ -103,13 +103,13 @@ class OpenAIChunkEncoder:
         return openai_chunk(openai_stream_error(failure, provider))
 
 
-# Renders a failure inside a stream as the client's error event.
-ErrorEvent = Callable[[UpstreamFailure, str], bytes]
-# The same for a dialect whose events are numbered: given the number the event must carry.
-NumberedErrorEvent = Callable[[UpstreamFailure, str, int], bytes]
+# Renders a failure inside a stream as the client's error event: the failure, the
+# provider's name, and the sequence number the event takes where the dialect numbers
+# its events (Responses); the others ignore it.
+ErrorEvent = Callable[[UpstreamFailure, str, int], bytes]
 
 
-def openai_error_event(failure: UpstreamFailure, provider: str) -> bytes:
+def openai_error_event(failure: UpstreamFailure, provider: str, _sequence: int = 0) -> bytes:
     return openai_chunk(openai_stream_error(failure, provider))
 
 
@@ -117,11 +117,10 @@ class NativeReply:
     """The provider's answer as it is: the client speaks the provider's dialect.
 
     ``error_event`` writes a failure in the client's stream dialect; ``is_error`` tells
-    the provider's own error events, which are re-worded with it. Without them (the
-    Responses API, whose error events carry no key material and need no re-wording),
-    only a broken connection adds an event. ``numbered_error_event`` is for dialects whose
-    events carry a rising ``sequence_number`` (Responses): the relay then notes the last
-    number it passed on, so the event it adds continues the count.
+    the provider's own error events, which are re-worded with it (by default none are:
+    the Responses API's quote no key and are relayed as they are). ``numbered`` is for a
+    dialect whose events carry a rising ``sequence_number`` (Responses): the relay notes
+    the last number it passed on, so an event it adds continues the count.
     """
 
     def __init__(
@@ -132,14 +131,14 @@ class NativeReply:
         upstream_model: str,
         provider: str,
         error_event: ErrorEvent,
-        is_error: Callable[[dict[str, Any]], bool],
+        numbered: bool = False,
+        is_error: Callable[[dict[str, Any]], bool] = lambda payload: False,
         hide_usage_only_events: bool = False,
-        numbered_error_event: NumberedErrorEvent | None = None,
     ) -> None:
         self.adapter = adapter
         self.provider = provider
-        self.error_event = error_event
-        self.numbered_error_event = numbered_error_event
+        self._error_event = error_event
+        self.numbered = numbered
         self.is_error = is_error
         self._key = key
         self._model = upstream_model
@@ -158,6 +157,9 @@ class NativeReply:
 
     def relay(self) -> PassThroughRelay:
         return PassThroughRelay(self, hide_usage_only_events=self._hide_usage_only)
+
+    def error_event(self, failure: UpstreamFailure, next_sequence: int) -> bytes:
+        return self._error_event(failure, self.provider, next_sequence)
 
     def failure_in(self, event: bytes) -> UpstreamFailure:
         """The provider's error event as a failure, read (and scrubbed) by its own decoder."""
@@ -188,7 +190,6 @@ class PassThroughRelay:
         self._events = EventRelay(self._watch)
         self._usage: Usage | None = None
         self._failure: UpstreamFailure | None = None
-        self._numbered = reply.numbered_error_event is not None
         self._last_sequence = -1
 
     @property
@@ -211,14 +212,10 @@ class PassThroughRelay:
 
         self._failure = failure
         rest = self.close()
-        numbered = self._reply.numbered_error_event
-        if numbered is not None:
-            return rest + numbered(failure, self._reply.provider, self._last_sequence + 1)
-
-        return rest + self._reply.error_event(failure, self._reply.provider)
+        return rest + self._reply.error_event(failure, self._last_sequence + 1)
 
     def _numbered_seen(self, relayed: bytes) -> bytes:
-        if self._numbered and relayed:
+        if self._reply.numbered and relayed:
             last = last_sequence_number(relayed)
             if last is not None:
                 self._last_sequence = last
@@ -230,7 +227,7 @@ class PassThroughRelay:
                 return b""
 
             self._failure = self._reply.failure_in(event)
-            return self._reply.error_event(self._failure, self._reply.provider)
+            return self._reply.error_event(self._failure, self._last_sequence + 1)
 
         usage = self._reply.adapter.usage_from_stream_event(payload)
         if usage is None:

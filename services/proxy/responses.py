@@ -66,15 +66,13 @@ class ResponsesDoor(TranslatingDoor):
 
 
 def _native_reply(call: Call) -> NativeReply:
-    # The provider's own error events are Responses events already, and quote no key.
     return NativeReply(
         call.adapter,
         call.credential.key,
         upstream_model=call.upstream_model,
         provider=call.provider,
-        error_event=lambda failure, provider: responses_error_event(failure, provider, 0),
-        numbered_error_event=responses_error_event,
-        is_error=lambda payload: False,
+        error_event=responses_error_event,
+        numbered=True,
     )
 
 

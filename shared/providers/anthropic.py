@@ -144,14 +144,7 @@ class AnthropicAdapter:
         )
 
     def response_to_openai(self, content: bytes, *, model: str) -> dict[str, Any]:
-        try:
-            message = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            raise self._http.unexpected("a message that is not JSON") from None
-
-        if not isinstance(message, dict) or not isinstance(message.get("content"), list):
-            raise self._http.unexpected("a message without a 'content' array")
-
+        message = self._http.answer(content, "a message", needs=("content", list))
         return anthropic_wire.message_to_openai(message, model)
 
     def stream_decoder(self, *, model: str, key: ProviderKey) -> AnthropicStreamDecoder:

@@ -117,14 +117,7 @@ class BedrockAdapter:
         raise LookupError(f"{self.kind} does not speak {door} natively")
 
     def response_to_openai(self, content: bytes, *, model: str) -> dict[str, Any]:
-        try:
-            payload = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            raise self._http.unexpected("a Converse answer that is not JSON") from None
-
-        if not isinstance(payload, dict) or not isinstance(payload.get("output"), dict):
-            raise self._http.unexpected("a Converse answer without 'output'")
-
+        payload = self._http.answer(content, "a Converse answer", needs=("output", dict))
         return bedrock_wire.response_to_openai(payload, model)
 
     def stream_decoder(self, *, model: str, key: ProviderKey) -> ConverseStreamDecoder:

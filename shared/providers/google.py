@@ -115,15 +115,7 @@ class GoogleAdapter:
         raise LookupError(f"{self.kind} does not speak {door} natively")
 
     def response_to_openai(self, content: bytes, *, model: str) -> dict[str, Any]:
-        try:
-            payload = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            raise self._http.unexpected("an answer that is not JSON") from None
-
-        if not isinstance(payload, dict):
-            raise self._http.unexpected("an answer that is not a JSON object")
-
-        return google_wire.response_to_openai(payload, model)
+        return google_wire.response_to_openai(self._http.answer(content, "an answer"), model)
 
     def stream_decoder(self, *, model: str, key: ProviderKey) -> GeminiStreamDecoder:
         return GeminiStreamDecoder(model, key, self.kind)

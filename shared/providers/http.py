@@ -95,6 +95,23 @@ class ProviderHttp:
         except orjson.JSONDecodeError:
             raise self.unexpected(f"{what} that is not JSON") from None
 
+    def answer(
+        self, content: bytes, what: str, needs: tuple[str, type] | None = None
+    ) -> dict[str, Any]:
+        """A 2xx answer's JSON object, holding the field ``needs`` names with its type."""
+        try:
+            payload = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            raise self.unexpected(f"{what} that is not JSON") from None
+
+        if not isinstance(payload, dict):
+            raise self.unexpected(f"{what} that is not a JSON object")
+
+        if needs is not None and not isinstance(payload.get(needs[0]), needs[1]):
+            raise self.unexpected(f"{what} without '{needs[0]}'")
+
+        return payload
+
     def unexpected(self, what: str) -> UnexpectedResponse:
         return UnexpectedResponse(f"{self.kind} sent {what}", provider=self.kind, status=200)
 

@@ -140,14 +140,7 @@ class OpenAICompatibleAdapter:
 
     def response_to_openai(self, content: bytes, *, model: str) -> dict[str, Any]:
         """The answer as it is (OpenAI is the hub), its usage in OpenAI's standard fields."""
-        try:
-            payload = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            raise self._http.unexpected("a chat answer that is not JSON") from None
-
-        if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
-            raise self._http.unexpected("a chat answer without a 'choices' array")
-
+        payload = self._http.answer(content, "a chat answer", needs=("choices", list))
         payload.setdefault("model", model)
         return self.normalize(payload)
 

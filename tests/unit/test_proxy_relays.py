@@ -135,9 +135,8 @@ def test_a_broken_responses_stream_ends_with_the_next_sequence_number() -> None:
         KEY,
         upstream_model="gpt-x",
         provider="team-openai",
-        error_event=openai_error_event,
-        numbered_error_event=responses_error_event,
-        is_error=lambda payload: False,
+        error_event=responses_error_event,
+        numbered=True,
     )
     relay = reply.relay()
     events = [
