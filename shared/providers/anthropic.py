@@ -25,12 +25,11 @@ from shared.providers.base import (
     ChatUpstreamRequest,
     Door,
     Endpoint,
-    UnexpectedResponse,
     UpstreamFailure,
     UpstreamModel,
     Usage,
 )
-from shared.providers.http import ProviderHttp
+from shared.providers.http import Page, ProviderHttp, Query, follow_pages
 from shared.providers.openai_compatible import base_url
 from shared.secrets import ProviderKey
 
@@ -39,7 +38,6 @@ from shared.secrets import ProviderKey
 # a pass-through request keeps the client's own version instead.
 ANTHROPIC_VERSION: Final = "2023-06-01"
 _PAGE_LIMIT: Final = 100
-_MAX_PAGES: Final = 1000
 _DOOR_PATHS: Final[Mapping[str, str]] = {
     "anthropic-messages": "/messages",
     "anthropic-count-tokens": "/messages/count_tokens",
@@ -88,28 +86,24 @@ class AnthropicAdapter:
         self, client: httpx.AsyncClient, endpoint: Endpoint, key: ProviderKey
     ) -> list[UpstreamModel]:
         """Every model of ``GET /models``, following ``after_id`` until ``has_more`` is false."""
-        models: list[UpstreamModel] = []
-        seen: set[str] = set()
-        params: dict[str, str | int] = {"limit": _PAGE_LIMIT}
-        for _ in range(_MAX_PAGES):
-            page = await self._page(client, endpoint, key, params)
-            models.extend(_model(entry) for entry in page["data"])
+
+        def following(page: Page) -> Query | None:
             if page.get("has_more") is not True:
-                return models
+                return None
 
             cursor = page.get("last_id")
-            if not isinstance(cursor, str) or not cursor or cursor in seen:
-                raise UnexpectedResponse(
-                    f"{self.kind} gave no new 'last_id' for the next model page",
-                    provider=self.kind,
-                )
+            if not isinstance(cursor, str) or not cursor:
+                raise self._http.unexpected("a model page with more to come but no 'last_id'")
 
-            seen.add(cursor)
-            params = {"limit": _PAGE_LIMIT, "after_id": cursor}
+            return {"limit": _PAGE_LIMIT, "after_id": cursor}
 
-        raise UnexpectedResponse(
-            f"{self.kind} listed more than {_MAX_PAGES} pages of models", provider=self.kind
+        pages = await follow_pages(
+            self.kind,
+            lambda query: self._page(client, endpoint, key, query),
+            {"limit": _PAGE_LIMIT},
+            following,
         )
+        return [_model(entry) for page in pages for entry in page["data"]]
 
     def chat_request(
         self, endpoint: Endpoint, key: ProviderKey, body: dict[str, Any]

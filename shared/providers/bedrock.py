@@ -25,19 +25,17 @@ from shared.providers.base import (
     ChatUpstreamRequest,
     Door,
     Endpoint,
-    UnexpectedResponse,
     UpstreamFailure,
     UpstreamModel,
     Usage,
 )
 from shared.providers.bedrock_wire import ConverseStreamDecoder
-from shared.providers.http import ProviderHttp
+from shared.providers.http import Page, ProviderHttp, Query, follow_pages
 from shared.providers.openai_compatible import auth_headers, base_url
 from shared.secrets import ProviderKey
 
 DEFAULT_REGION: Final = "us-east-1"
 _PROFILE_PAGE: Final = 100
-_MAX_PAGES: Final = 1000
 
 
 def runtime_url(region: str) -> str:
@@ -160,34 +158,29 @@ class BedrockAdapter:
     async def _inference_profiles(
         self, client: httpx.AsyncClient, endpoint: Endpoint, key: ProviderKey
     ) -> list[UpstreamModel]:
-        profiles: list[UpstreamModel] = []
-        seen: set[str] = set()
-        params: dict[str, str | int] = {"maxResults": _PROFILE_PAGE}
-        for _ in range(_MAX_PAGES):
-            page = await self._profile_page(client, endpoint, key, params)
-            for entry in page["inferenceProfileSummaries"]:
-                if entry.get("status", "ACTIVE") == "ACTIVE":
-                    profiles.append(
-                        UpstreamModel(
-                            id=entry["inferenceProfileId"], owned_by=_vendor(entry), raw=entry
-                        )
-                    )
+        def following(page: Page) -> Query | None:
             token = page.get("nextToken")
             if not token:
-                return profiles
+                return None
 
-            if not isinstance(token, str) or token in seen:
-                raise UnexpectedResponse(
-                    f"{self.kind} repeated an inference profile page token", provider=self.kind
-                )
+            if not isinstance(token, str):
+                raise self._http.unexpected("an inference profile page token that is not a string")
 
-            seen.add(token)
-            params = {"maxResults": _PROFILE_PAGE, "nextToken": token}
+            return {"maxResults": _PROFILE_PAGE, "nextToken": token}
 
-        raise UnexpectedResponse(
-            f"{self.kind} listed more than {_MAX_PAGES} pages of inference profiles",
-            provider=self.kind,
+        pages = await follow_pages(
+            self.kind,
+            lambda query: self._profile_page(client, endpoint, key, query),
+            {"maxResults": _PROFILE_PAGE},
+            following,
+            what="inference profiles",
         )
+        return [
+            UpstreamModel(id=entry["inferenceProfileId"], owned_by=_vendor(entry), raw=entry)
+            for page in pages
+            for entry in page["inferenceProfileSummaries"]
+            if entry.get("status", "ACTIVE") == "ACTIVE"
+        ]
 
     async def _profile_page(
         self,

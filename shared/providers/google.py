@@ -23,18 +23,16 @@ from shared.providers.base import (
     ChatUpstreamRequest,
     Door,
     Endpoint,
-    UnexpectedResponse,
     UpstreamFailure,
     UpstreamModel,
     Usage,
 )
 from shared.providers.google_wire import GeminiStreamDecoder
-from shared.providers.http import ProviderHttp
+from shared.providers.http import Page, ProviderHttp, Query, follow_pages
 from shared.providers.openai_compatible import base_url
 from shared.secrets import ProviderKey
 
 _PAGE_SIZE: Final = 1000
-_MAX_PAGES: Final = 1000
 _CHAT_METHOD: Final = "generateContent"
 
 
@@ -69,27 +67,24 @@ class GoogleAdapter:
         self, client: httpx.AsyncClient, endpoint: Endpoint, key: ProviderKey
     ) -> list[UpstreamModel]:
         """Every chat model of ``GET /models``, following ``nextPageToken``."""
-        models: list[UpstreamModel] = []
-        seen: set[str] = set()
-        params: dict[str, str | int] = {"pageSize": _PAGE_SIZE}
-        for _ in range(_MAX_PAGES):
-            page = await self._page(client, endpoint, key, params)
-            models.extend(_model(entry) for entry in page.get("models", []) if _chats(entry))
+
+        def following(page: Page) -> Query | None:
             token = page.get("nextPageToken")
             if not token:
-                return models
+                return None
 
-            if not isinstance(token, str) or token in seen:
-                raise UnexpectedResponse(
-                    f"{self.kind} repeated a model page token", provider=self.kind
-                )
+            if not isinstance(token, str):
+                raise self._http.unexpected("a model page token that is not a string")
 
-            seen.add(token)
-            params = {"pageSize": _PAGE_SIZE, "pageToken": token}
+            return {"pageSize": _PAGE_SIZE, "pageToken": token}
 
-        raise UnexpectedResponse(
-            f"{self.kind} listed more than {_MAX_PAGES} pages of models", provider=self.kind
+        pages = await follow_pages(
+            self.kind,
+            lambda query: self._page(client, endpoint, key, query),
+            {"pageSize": _PAGE_SIZE},
+            following,
         )
+        return [_model(e) for page in pages for e in page.get("models", []) if _chats(e)]
 
     def chat_request(
         self, endpoint: Endpoint, key: ProviderKey, body: dict[str, Any]

@@ -9,7 +9,7 @@ scrubbed of the key.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -27,6 +27,8 @@ _EXCERPT_LIMIT: Final = 200
 # Bound the text we scrub: the excerpt is cut to _EXCERPT_LIMIT afterwards anyway.
 _SCRUB_INPUT_LIMIT: Final = 2000
 # Statuses that say "try again later" rather than "this key or URL is wrong".
+# A provider that keeps answering "more" is not followed past this many pages.
+MAX_PAGES: Final = 1000
 _TRANSIENT_STATUSES: Final = frozenset({408, 429})
 
 # Reads a provider's error body: (its error code or type, its message).
@@ -172,3 +174,41 @@ def host_of(url: str) -> str | None:
 
 def body_text(content: bytes) -> str:
     return content.decode("utf-8", errors="replace")
+
+
+Query = dict[str, str | int]
+Page = dict[str, Any]
+
+
+async def follow_pages(
+    kind: str,
+    fetch: Callable[[Query], Awaitable[Page]],
+    first: Query,
+    following: Callable[[Page], Query | None],
+    what: str = "models",
+) -> list[Page]:
+    """Every page of a listing, from the ``first`` query on.
+
+    ``following`` reads a page's cursor into the next page's query, or None after the
+    last page (raising UnexpectedResponse if the cursor is malformed). A query asked
+    twice, or more than ``MAX_PAGES`` pages, is UnexpectedResponse: a provider that loops
+    must not keep a sync busy forever.
+    """
+    pages: list[Page] = []
+    asked: set[tuple[tuple[str, str | int], ...]] = set()
+    query: Query | None = first
+    while query is not None:
+        if len(pages) == MAX_PAGES:
+            raise UnexpectedResponse(
+                f"{kind} listed more than {MAX_PAGES} pages of {what}", provider=kind
+            )
+
+        marker = tuple(sorted(query.items()))
+        if marker in asked:
+            raise UnexpectedResponse(f"{kind} repeated a page of {what}", provider=kind)
+
+        asked.add(marker)
+        page = await fetch(query)
+        pages.append(page)
+        query = following(page)
+    return pages

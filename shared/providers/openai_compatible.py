@@ -25,12 +25,11 @@ from shared.providers.base import (
     ChatUpstreamRequest,
     Door,
     Endpoint,
-    UnexpectedResponse,
     UpstreamFailure,
     UpstreamModel,
     Usage,
 )
-from shared.providers.http import ProviderHttp
+from shared.providers.http import Page, ProviderHttp, Query, follow_pages
 from shared.providers.scrubbing import scrub
 from shared.providers.sse import SSEParser
 from shared.secrets import ProviderKey
@@ -39,7 +38,6 @@ __all__ = ["OpenAICompatibleAdapter", "OpenAIStreamDecoder", "scrub"]
 
 _VERIFY_LIMIT: Final = 1
 _PAGE_LIMIT: Final = 100
-_MAX_PAGES: Final = 1000
 _DOOR_PATHS: Final[Mapping[str, str]] = {
     "openai-chat": "/chat/completions",
     "openai-responses": "/responses",
@@ -78,28 +76,20 @@ class OpenAICompatibleAdapter:
         self, client: httpx.AsyncClient, endpoint: Endpoint, key: ProviderKey
     ) -> list[UpstreamModel]:
         """Every model of ``GET /models``, following ``has_more``/``last_id`` pagination."""
-        models: list[UpstreamModel] = []
-        cursors_seen: set[str] = set()
-        params: dict[str, str | int] = {"limit": _PAGE_LIMIT}
-        for _ in range(_MAX_PAGES):
-            payload = await self._model_page(client, endpoint, key, params)
-            entries: list[dict[str, Any]] = payload["data"]
-            models.extend(self._model(entry) for entry in entries if self._listed(entry))
-            if not payload.get("has_more"):
-                return models
 
-            cursor = self._next_cursor(payload)
-            if cursor in cursors_seen:
-                raise UnexpectedResponse(
-                    f"{self.kind} repeated the model page after {cursor!r}", provider=self.kind
-                )
+        def following(page: Page) -> Query | None:
+            if not page.get("has_more"):
+                return None
 
-            cursors_seen.add(cursor)
-            params = {"limit": _PAGE_LIMIT, "after": cursor}
+            return {"limit": _PAGE_LIMIT, "after": self._next_cursor(page)}
 
-        raise UnexpectedResponse(
-            f"{self.kind} listed more than {_MAX_PAGES} pages of models", provider=self.kind
+        pages = await follow_pages(
+            self.kind,
+            lambda query: self._model_page(client, endpoint, key, query),
+            {"limit": _PAGE_LIMIT},
+            following,
         )
+        return [self._model(e) for page in pages for e in page["data"] if self._listed(e)]
 
     def chat_request(
         self, endpoint: Endpoint, key: ProviderKey, body: dict[str, Any]
