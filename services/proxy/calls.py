@@ -150,27 +150,38 @@ class CallRecorder:
 
 def start_span(call: Call, parent: Any) -> trace.Span:
     """The call's client span, named as the GenAI conventions say: operation and model."""
-    span = tracer.start_span(
+    attributes: dict[str, str | bool] = {
+        "gen_ai.operation.name": call.genai_operation,
+        "byom.operation": call.operation,
+        "byom.workspace.id": call.caller.workspace_id,
+        "byom.model.name": call.route.model.name,
+        "byom.request.id": call.request_id,
+        "gen_ai.provider.name": call.route.connection.provider,
+        "gen_ai.request.model": call.upstream_model,
+    }
+    if call.streamed:
+        attributes["gen_ai.request.stream"] = True
+    return tracer.start_span(
         f"{call.genai_operation} {call.route.model.name}",
         context=parent,
         kind=trace.SpanKind.CLIENT,
+        attributes=attributes,
     )
-    span.set_attribute("gen_ai.operation.name", call.genai_operation)
-    span.set_attribute("byom.operation", call.operation)
-    span.set_attribute("byom.workspace.id", call.caller.workspace_id)
-    span.set_attribute("byom.model.name", call.route.model.name)
-    span.set_attribute("byom.request.id", call.request_id)
-    span.set_attribute("gen_ai.provider.name", call.route.connection.provider)
-    span.set_attribute("gen_ai.request.model", call.upstream_model)
-    if call.streamed:
-        span.set_attribute("gen_ai.request.stream", True)
-    return span
 
 
 def end_span(span: trace.Span, call: Call) -> None:
     if call.usage is not None:
-        span.set_attribute("gen_ai.usage.input_tokens", call.usage.input_tokens)
-        span.set_attribute("gen_ai.usage.output_tokens", call.usage.output_tokens)
+        span.set_attributes(
+            {
+                "gen_ai.usage.input_tokens": call.usage.input_tokens,
+                "gen_ai.usage.output_tokens": call.usage.output_tokens,
+            }
+        )
     if call.status != 200:
         span.set_attribute("error.type", str(call.status))
     span.end()
+
+
+def tracing() -> bool:
+    """Whether spans are recorded (and so whether a caller's trace context is worth reading)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)

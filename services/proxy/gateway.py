@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from services.proxy import upstream
-from services.proxy.calls import Call, CallRecorder, end_span, start_span
+from services.proxy.calls import Call, CallRecorder, end_span, start_span, tracing
 from services.proxy.errors import Dialect
 from services.proxy.feed import Feed
 from services.proxy.keys import KeyCache, KeyUnavailable
@@ -139,7 +139,9 @@ class Gateway:
             operation=operation,
             streamed=body.get("stream") is True,
         )
-        parent = _propagator.extract({"traceparent": request.headers.get("traceparent", "")})
+        parent = None
+        if tracing():
+            parent = _propagator.extract({"traceparent": request.headers.get("traceparent", "")})
         return Admitted(call, body, request, parent)
 
     def unsupported(self, call: Call, error: UnsupportedFeature) -> Response:
@@ -159,8 +161,7 @@ class Gateway:
             return await self._stream(admitted, prepared, reply)
 
         # The body is read, so the only message left to receive is the client leaving.
-        work = asyncio.ensure_future(self._once(admitted, prepared, reply))
-        answer = await cancel_on_disconnect(admitted.request, work)
+        answer = await cancel_on_disconnect(admitted.request, self._once(admitted, prepared, reply))
         return answer if answer is not None else Response(status_code=499)
 
     async def _once(
@@ -210,8 +211,7 @@ class Gateway:
         span = start_span(call, admitted.trace_parent)
         # A model may think for a long while before its first byte: a client that leaves
         # meanwhile cancels the request then, not only once the stream has begun.
-        opening = asyncio.ensure_future(self._open_stream(call, prepared))
-        opened = await cancel_on_disconnect(admitted.request, opening)
+        opened = await cancel_on_disconnect(admitted.request, self._open_stream(call, prepared))
         if opened is None:
             call.status = 499
             end_span(span, call)
@@ -339,21 +339,30 @@ def _succeeded(response: aiohttp.ClientResponse) -> bool:
     return 200 <= response.status < 300
 
 
-async def cancel_on_disconnect(request: Request, work: asyncio.Future[_T]) -> _T | None:
-    """The work's result, or None if the client left first (the work is then cancelled)."""
-    disconnected = asyncio.ensure_future(_disconnect(request))
-    either: set[asyncio.Future[Any]] = {work, disconnected}
-    done, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-    if work in done:
-        disconnected.cancel()
-        return work.result()
+async def cancel_on_disconnect(request: Request, work: Awaitable[_T]) -> _T | None:
+    """The work's result, or None if the client left first (the work is then cancelled).
 
-    work.cancel()
-    return None
+    The work runs in the calling task; a watcher task waits for the client to leave and
+    cancels it then. One task per call, and no wait on two futures: this is on every call.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    watcher = asyncio.ensure_future(_cancel_when_gone(request, task))
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not watcher.done() or watcher.cancelled():
+            # Cancelled from elsewhere (the server is stopping): not ours to swallow.
+            raise
+        task.uncancel()
+        return None
+    finally:
+        watcher.cancel()
 
 
-async def _disconnect(request: Request) -> None:
+async def _cancel_when_gone(request: Request, task: asyncio.Task[Any]) -> None:
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
+            task.cancel()
             return
