@@ -1,15 +1,15 @@
 """Usage events, published off the hot path.
 
-A call puts its usage on a bounded queue and returns; a background task takes what is
-queued, up to a batch, wraps each in its event envelope (the call's own time kept),
-publishes it to JetStream without waiting between messages, then
-waits for every acknowledgement, and republishes what was not acknowledged. The event id
-is the ``Nats-Msg-Id``, so a republished event is not counted twice. When NATS is down
-the queue fills up to its bound and further records are dropped and counted, so an
-outage grows no memory without limit. A graceful shutdown publishes what is queued; an
-abrupt kill loses what was queued and not yet acknowledged: in steady operation at most
-one batch in flight plus the calls that finished meanwhile, and never more than the
-queue's bound.
+A call puts its usage on a bounded queue and returns; a background task, a few
+milliseconds after the first record arrives, takes what is queued, up to a batch, writes
+each as its event envelope (the call's own time kept), publishes it to JetStream without
+waiting between messages, then waits for every acknowledgement, and republishes what was
+not acknowledged. The event id is the ``Nats-Msg-Id``, so a republished event is not
+counted twice. When NATS is down the queue fills up to its bound and further records are
+dropped and counted, so an outage grows no memory without limit. A graceful shutdown
+publishes what is queued; an abrupt kill loses what was queued and not yet acknowledged:
+in steady operation at most one batch in flight plus the calls that finished meanwhile,
+and never more than the queue's bound.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from shared.events.schemas import UsageRecorded
 log = structlog.get_logger(__name__)
 
 _RETRY_SECONDS = 0.5
+_BATCH_WINDOW_SECONDS = 0.005
 _ACK_TIMEOUT_SECONDS = 5.0
 BATCH_SIZE = 256
 
@@ -154,6 +155,9 @@ class UsageRecorder:
     async def _run(self) -> None:
         while True:
             taken = [await self._queue.get()]
+            # Calls that arrive together finish together: publishing waits for them to be
+            # answered, where it would otherwise take its turn on the loop in their midst.
+            await asyncio.sleep(_BATCH_WINDOW_SECONDS)
             while len(taken) < BATCH_SIZE and not self._queue.empty():
                 taken.append(self._queue.get_nowait())
             try:
