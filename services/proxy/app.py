@@ -6,7 +6,6 @@ import contextlib
 import gc
 from collections.abc import AsyncIterator
 
-import aiohttp
 import httpx
 import nats
 import orjson
@@ -16,6 +15,7 @@ from starlette.responses import Response
 
 from services.proxy.feed import Feed
 from services.proxy.gateway import Gateway
+from services.proxy.http1 import UpstreamClient
 from services.proxy.keys import KeyCache
 from services.proxy.routes import ModelAPI, doors
 from services.proxy.settings import Settings
@@ -84,9 +84,11 @@ def create_app(settings: Settings | None = None) -> ModelAPI:
         # which otherwise stalls the event loop for tens of milliseconds under load.
         gc.collect()
         gc.freeze()
-        session = provider_session(settings)
+        providers = provider_client(settings)
         app.state.feed = feed
-        gateway = Gateway(view, keys, session, usage, feed, max_body_bytes=settings.max_body_bytes)
+        gateway = Gateway(
+            view, keys, providers, usage, feed, max_body_bytes=settings.max_body_bytes
+        )
         app.state.gateway = gateway
         app.state.doors = doors(gateway)
         log.info("service_started", events_applied=feed.applied)
@@ -96,7 +98,7 @@ def create_app(settings: Settings | None = None) -> ModelAPI:
             await feed.stop()
             await usage.stop()
             await nc.drain()
-            await session.close()
+            await providers.close()
             await keyvault_client.aclose()
             log.info(
                 "service_stopped", usage_published=usage.published, usage_dropped=usage.dropped
@@ -132,20 +134,10 @@ def create_app(settings: Settings | None = None) -> ModelAPI:
     return ModelAPI(app, view)
 
 
-def provider_session(settings: Settings) -> aiohttp.ClientSession:
-    """One pooled client for every provider call of this process."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(
-            limit=settings.upstream_max_connections, ttl_dns_cache=60, enable_cleanup_closed=True
-        ),
-        timeout=aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=settings.upstream_connect_timeout_seconds,
-            sock_read=settings.upstream_read_timeout_seconds,
-        ),
-        # Bodies are relayed as the provider sent them; the proxy asks for them uncompressed.
-        auto_decompress=False,
-        # Provider URLs are set by admins; proxies from the environment do not apply to them.
-        trust_env=False,
-        raise_for_status=False,
+def provider_client(settings: Settings) -> UpstreamClient:
+    """One client for every provider call of this process, a keep-alive pool per provider."""
+    return UpstreamClient(
+        max_connections_per_host=settings.upstream_max_connections,
+        connect_timeout=settings.upstream_connect_timeout_seconds,
+        read_timeout=settings.upstream_read_timeout_seconds,
     )

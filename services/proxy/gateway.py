@@ -19,7 +19,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-import aiohttp
 import orjson
 import structlog
 from opentelemetry import trace
@@ -32,6 +31,7 @@ from services.proxy import upstream
 from services.proxy.calls import Call, CallRecorder, end_span, start_span, tracing
 from services.proxy.errors import Dialect
 from services.proxy.feed import Feed
+from services.proxy.http1 import UpstreamClient, UpstreamResponse
 from services.proxy.keys import KeyCache, KeyUnavailable
 from services.proxy.relays import Reply, StreamRelay
 from services.proxy.usage import UsageRecorder
@@ -68,7 +68,7 @@ class Gateway:
         self,
         view: View,
         keys: KeyCache,
-        session: aiohttp.ClientSession,
+        providers: UpstreamClient,
         usage: UsageRecorder,
         feed: Feed,
         *,
@@ -77,7 +77,7 @@ class Gateway:
         self._view = view
         self._feed = feed
         self._keys = keys
-        self._session = session
+        self._providers = providers
         self._recorder = CallRecorder(usage)
         self._max_body_bytes = max_body_bytes
 
@@ -182,16 +182,18 @@ class Gateway:
 
     async def _exchange(self, call: Call, prepared: ChatUpstreamRequest, reply: Reply) -> Response:
         try:
-            response = await upstream.send(self._session, prepared)
+            response = await upstream.send(self._providers, prepared)
             async with response:
                 content = await response.read()
         except upstream.TRANSPORT_ERRORS as error:
             return self._failed(call, upstream.transport_failure(call.provider, error))
+        except ValueError:
+            return _unsendable(call)
 
         return self._answered(call, response, content, reply)
 
     def _answered(
-        self, call: Call, response: aiohttp.ClientResponse, content: bytes, reply: Reply
+        self, call: Call, response: UpstreamResponse, content: bytes, reply: Reply
     ) -> Response:
         if not _succeeded(response):
             return self._refused(call, response, content)
@@ -238,8 +240,9 @@ class Gateway:
                 log.exception("stream_relay_failed")
                 raise
             finally:
-                # Closing (not releasing) drops the connection, so the provider stops too.
-                response.close()
+                # Back to the pool if the provider's answer came whole; otherwise the
+                # connection is dropped, which stops the provider's work too.
+                response.release()
                 call.usage = relay.usage
                 end_span(span, call)
                 self._recorder.record(call)
@@ -248,10 +251,10 @@ class Gateway:
 
     async def _open_stream(
         self, call: Call, prepared: ChatUpstreamRequest
-    ) -> aiohttp.ClientResponse | Response:
+    ) -> UpstreamResponse | Response:
         """The provider's streaming response once its headers arrive, or the refusal to send."""
         try:
-            response = await upstream.send(self._session, prepared)
+            response = await upstream.send(self._providers, prepared)
             if _succeeded(response):
                 return response
 
@@ -260,13 +263,15 @@ class Gateway:
             return self._refused(call, response, content)
         except upstream.TRANSPORT_ERRORS as error:
             return self._failed(call, upstream.transport_failure(call.provider, error))
+        except ValueError:
+            return _unsendable(call)
 
     async def _relayed(
-        self, call: Call, response: aiohttp.ClientResponse, relay: StreamRelay
+        self, call: Call, response: UpstreamResponse, relay: StreamRelay
     ) -> AsyncIterator[bytes]:
         """Each provider read, relayed as soon as it arrives; then the stream's end."""
         try:
-            async for data in response.content.iter_any():
+            async for data in response.chunks():
                 out = relay.feed(data)
                 if out:
                     yield out
@@ -286,7 +291,7 @@ class Gateway:
         if tail:
             yield tail
 
-    def _refused(self, call: Call, response: aiohttp.ClientResponse, content: bytes) -> Response:
+    def _refused(self, call: Call, response: UpstreamResponse, content: bytes) -> Response:
         key = call.credential.key
         failure = upstream.refusal(call.adapter, response.status, content, response.headers, key)
         return self._failed(call, failure)
@@ -332,7 +337,20 @@ class Gateway:
         return body
 
 
-def _succeeded(response: aiohttp.ClientResponse) -> bool:
+def _unsendable(call: Call) -> Response:
+    """A request that cannot be written as HTTP: refused, and nothing was sent."""
+    log.warning("request_unsendable", provider_kind=call.adapter.kind)
+    failure = UpstreamFailure(
+        "the request cannot be written as HTTP: a header or the model's address holds a "
+        "character HTTP does not allow",
+        provider=call.provider,
+        status=400,
+        category="invalid_request",
+    )
+    return call.dialect.failure(failure, call.provider)
+
+
+def _succeeded(response: UpstreamResponse) -> bool:
     return 200 <= response.status < 300
 
 

@@ -13,6 +13,7 @@ class Settings(ServiceSettings):
     usage_queue_capacity: int = Field(default=10_000, ge=1)
     upstream_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     upstream_read_timeout_seconds: float = Field(default=300.0, gt=0)
+    # Open connections to one provider host; calls beyond wait (within the connect timeout).
     upstream_max_connections: int = Field(default=1000, ge=1)
     # How long start-up waits for the view to catch up with the stream before serving.
     feed_ready_timeout_seconds: float = Field(default=60.0, gt=0)

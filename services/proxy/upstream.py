@@ -1,4 +1,4 @@
-"""Calling a provider over the pooled aiohttp session, and naming what went wrong.
+"""Calling a provider over the pooled upstream client, and naming what went wrong.
 
 The provider adapters build each request (URL, headers with the key, body); this module
 only sends it. Failures leave as :class:`~shared.providers.UpstreamFailure`, the neutral
@@ -7,17 +7,16 @@ description every front door renders in its own dialect:
 - the provider answered with an error status: the adapter reads its body, scrubbed of
   the key (:func:`refusal`);
 - the provider did not answer in time, refused the connection or reset it: the library's
-  ``transport_failure`` reads httpx errors, the proxy speaks aiohttp, so
-  :func:`transport_failure` says the same for aiohttp's (504 for a timeout, else 502).
-  Nothing of the exception's text is kept: it can quote the request URL.
+  ``transport_failure`` reads httpx errors, the proxy speaks its own client
+  (:mod:`services.proxy.http1`), so :func:`transport_failure` says the same for its
+  errors (504 for a timeout, else 502). Only the error's kind is kept, not its text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-import aiohttp
-
+from services.proxy.http1 import UpstreamClient, UpstreamError, UpstreamResponse
 from shared.providers import (
     ChatUpstreamRequest,
     ProviderAdapter,
@@ -26,19 +25,19 @@ from shared.providers import (
 )
 from shared.secrets import ProviderKey
 
-# What a failed provider connection raises: aiohttp's errors, and the timeouts of its
-# ClientTimeout, which are TimeoutError (some of them aiohttp errors too).
-TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+# What a failed provider connection raises: the client's errors (its timeouts among them).
+TRANSPORT_ERRORS = (UpstreamError, TimeoutError)
 
 
-async def send(
-    session: aiohttp.ClientSession, prepared: ChatUpstreamRequest
-) -> aiohttp.ClientResponse:
-    """The provider's response to the request as the adapter built it, body not yet read."""
+async def send(client: UpstreamClient, prepared: ChatUpstreamRequest) -> UpstreamResponse:
+    """The provider's response to the request as the adapter built it, body not yet read.
+
+    ValueError if a header cannot be sent as HTTP (a line break in a value): nothing is sent.
+    """
     # Streams are relayed as the provider's bytes and answers are read by the adapters:
-    # neither may arrive compressed, and the session does not decompress.
+    # neither may arrive compressed, and the client does not decompress.
     headers = {**prepared.headers, "Accept-Encoding": "identity"}
-    return await session.request(prepared.method, prepared.url, data=prepared.body, headers=headers)
+    return await client.request(prepared.method, prepared.url, headers, prepared.body)
 
 
 def transport_failure(provider: str, error: BaseException) -> UpstreamFailure:

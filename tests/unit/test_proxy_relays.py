@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import aiohttp
 import orjson
 import pytest
 
 from services.proxy.errors import ANTHROPIC, OPENAI
+from services.proxy.http1 import UpstreamError, UpstreamTimeout
 from services.proxy.messages import anthropic_error_event
 from services.proxy.relays import (
     NativeReply,
@@ -192,17 +192,16 @@ def test_openai_chunks_drop_the_usage_chunk_unless_asked() -> None:
 @pytest.mark.parametrize(
     ("error", "status", "category"),
     [
-        (aiohttp.ServerTimeoutError("read timeout"), 504, "timeout"),
+        (UpstreamTimeout("timed out while reading the response body"), 504, "timeout"),
         (TimeoutError(), 504, "timeout"),
-        (aiohttp.ServerDisconnectedError(), 502, "unreachable"),
-        (aiohttp.ClientPayloadError("cut"), 502, "unreachable"),
-        (aiohttp.ClientConnectionResetError("reset"), 502, "unreachable"),
+        (UpstreamError("connection refused by provider.internal.example"), 502, "unreachable"),
+        (UpstreamError("connection reset in the middle of the response body"), 502, "unreachable"),
     ],
 )
-def test_aiohttp_failures_are_named_like_the_librarys_transport_failures(
+def test_client_failures_are_named_like_the_librarys_transport_failures(
     error: BaseException, status: int, category: str
 ) -> None:
-    """aiohttp's timeouts are 504, its connection failures 502, and nothing of their text is kept."""
+    """The client's timeouts are 504, its connection failures 502, and nothing of their text is kept."""
     failure = transport_failure("team-openai", error)
 
     assert (failure.status, failure.category) == (status, category)
