@@ -42,7 +42,7 @@ class NatsServer:
     """A JetStream server of this module's own, so the test may stop and restart it."""
 
     def __init__(self, store: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.store = store
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -72,7 +72,34 @@ class NatsServer:
             self.process.wait(timeout=15)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _ephemeral_ports_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_EPHEMERAL_START = _ephemeral_ports_start()
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A port nobody listens on, for a server started a moment later.
+
+    Taken below the kernel's ephemeral range: a port the kernel picks itself is an
+    ephemeral one, and between this check and the server's own bind any outgoing
+    connection on the machine may be given it (the server then fails to start).
+    """
+    rng = secrets.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, _EPHEMERAL_START)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")

@@ -11,7 +11,6 @@ import base64
 import contextlib
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import httpx
 import orjson
+
+from tests.infra import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_SERVICES = ("access", "keyvault", "catalog", "proxy")
@@ -33,12 +34,6 @@ _HEALTH_PATHS = {
     "proxy": "/proxy/healthz",
     "console": "/console/healthz",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_keyring() -> str:
