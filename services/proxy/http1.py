@@ -51,6 +51,10 @@ __all__ = ["UpstreamClient", "UpstreamError", "UpstreamResponse", "UpstreamTimeo
 # Reading pauses once this much body waits unread, and resumes when a quarter of it is left.
 _HIGH_WATER: Final = 256 * 1024
 _LOW_WATER: Final = _HIGH_WATER // 4
+# Once the headers are in, the body is parsed this much at a time, as the reader asks for
+# it: a read of a quarter of a megabyte (a provider writing a thousand events at once)
+# would otherwise be parsed, then relayed, whole before its first event could go out.
+_PARSE_SLICE: Final = 16 * 1024
 # llhttp sets no bound on a response head; a server sending endless headers is cut off.
 _MAX_HEAD_BYTES: Final = 64 * 1024
 # Framing is the client's alone: a caller's Content-Length, Transfer-Encoding or Host could
@@ -232,6 +236,8 @@ class _Connection(asyncio.Protocol):
         "_received",
         "_reusable",
         "_transport",
+        "_unparsed",
+        "_unparsed_at",
         "_waiter",
         "active",
         "idle",
@@ -251,6 +257,10 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._body: deque[bytes] = deque()
         self._pieces: list[bytes] = []
+        # Bytes received but not parsed yet, and how far into the first of them parsing is.
+        self._unparsed: deque[bytes] = deque()
+        self._unparsed_at = 0
+        # Every byte held for the reader: body pieces parsed and bytes not yet parsed.
         self._buffered = 0
         self._paused = False
         self.reused = False
@@ -298,9 +308,12 @@ class _Connection(asyncio.Protocol):
             await self._wait("timed out waiting for the response headers")
 
     async def next_piece(self) -> bytes:
-        """The body bytes of the next network read, or b"" once the body is complete."""
+        """The body bytes of the next network read (or slice of one), or b"" at the end."""
         body = self._body
         while not body:
+            if self._unparsed and self._error is None:
+                self._parse_slice()
+                continue
             if self._error is not None:
                 raise self._error
             if self._complete:
@@ -324,6 +337,8 @@ class _Connection(asyncio.Protocol):
             # The parser still waits for the body a HEAD answer announces but never sends.
             self._parser = httptools.HttpResponseParser(self)
         self._body.clear()
+        self._unparsed.clear()
+        self._unparsed_at = 0
         self._buffered = 0
         if self._paused:
             self._resume()
@@ -389,6 +404,51 @@ class _Connection(asyncio.Protocol):
             return
 
         self._received = True
+        if self._unparsed or (self._head_done and len(data) > _PARSE_SLICE):
+            # Parsed a slice at a time as the reader asks (see _PARSE_SLICE).
+            self._hold_unparsed(data)
+        else:
+            self._parse(data)
+        if self._head_done:
+            self._wake()
+
+    def _parse(self, data: bytes) -> None:
+        """Feed the parser until the headers are in and some body is ready; hold the rest."""
+        size = len(data)
+        start = 0
+        while start < size:
+            end = min(start + _PARSE_SLICE, size)
+            if not self._feed(data[start:end] if start or end < size else data):
+                return
+            start = end
+            if self._head_done and self._pieces:
+                break
+
+        self._take_pieces()
+        if start < size:
+            self._hold_unparsed(data[start:])
+
+    def _parse_slice(self) -> None:
+        """Parse the next slice of the bytes held unparsed."""
+        first, at = self._unparsed[0], self._unparsed_at
+        piece = first[at : at + _PARSE_SLICE]
+        at += len(piece)
+        if at >= len(first):
+            self._unparsed.popleft()
+            at = 0
+        self._unparsed_at = at
+        self._buffered -= len(piece)
+        if self._feed(piece):
+            self._take_pieces()
+        if self._paused and self._buffered <= _LOW_WATER:
+            self._resume()
+
+    def _hold_unparsed(self, data: bytes) -> None:
+        self._unparsed.append(data)
+        self._hold(len(data))
+
+    def _feed(self, data: bytes) -> bool:
+        """Parse some bytes; False if the connection was dropped for what they held."""
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
@@ -396,21 +456,17 @@ class _Connection(asyncio.Protocol):
             # the connection is spoiled.
             self._take_pieces()
             self.drop(UpstreamError("the answer was not HTTP/1.1"))
-            return
+            return False
 
-        if self._pieces:
-            self._take_pieces()
-        elif not self._head_done:
+        if not self._head_done and not self._pieces:
             self._head_size += len(data)
             if self._head_size > _MAX_HEAD_BYTES:
                 self.drop(UpstreamError("the response headers are too large"))
-                return
-
-        if self._head_done:
-            self._wake()
+                return False
+        return True
 
     def _take_pieces(self) -> None:
-        """The body bytes of one network read become one piece, however many chunks held them."""
+        """What one parse gave becomes one piece, however many chunks held it."""
         pieces = self._pieces
         if not pieces:
             return
@@ -418,12 +474,18 @@ class _Connection(asyncio.Protocol):
         piece = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         pieces.clear()
         self._body.append(piece)
-        self._buffered += len(piece)
+        self._hold(len(piece))
+
+    def _hold(self, size: int) -> None:
+        self._buffered += size
         if self._buffered > _HIGH_WATER and not self._paused and self._transport is not None:
             self._paused = True
             self._transport.pause_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # What arrived before the close decides whether the answer was whole.
+        while self._unparsed and self._error is None:
+            self._parse_slice()
         self._lost = True
         self._pool.forget(self)
         if self.active and not self._complete and self._error is None:
@@ -707,7 +769,7 @@ class UpstreamResponse:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as each network read delivers it, as soon as it arrives."""
+        """The body as it arrives: each network read in one piece, a large one in slices."""
         while piece := await self._live().next_piece():
             yield piece
 

@@ -322,6 +322,31 @@ async def test_a_read_carrying_many_chunks_is_yielded_as_one_piece_as_soon_as_it
     assert rest == [b"last"]
 
 
+async def test_a_large_read_is_handed_over_a_slice_at_a_time() -> None:
+    """Headers and five thousand events written at once: the first piece is out before the rest is parsed."""
+    events = [b"data: event %05d\n\n" % n for n in range(5000)]
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(event), event) for event in events)
+
+    async def serve(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked + b"0\r\n\r\n"
+        )
+
+    async with (
+        Upstream(serve) as upstream,
+        upstream_client() as client,
+        await client.request("GET", upstream.url(), {}, b"") as response,
+    ):
+        pieces = [piece async for piece in response.chunks()]
+
+    assert b"".join(pieces) == b"".join(events)
+    # Each piece is at most one slice of the wire's bytes, so the first could go out
+    # before the other ~90 KB were parsed.
+    assert len(pieces) > 1
+    assert all(len(piece) <= 16 * 1024 for piece in pieces)
+
+
 async def test_an_answer_torn_into_single_bytes_is_parsed_whole() -> None:
     """Status, headers, chunk sizes and trailers split across many reads still make one answer."""
     answer = (
