@@ -22,6 +22,7 @@ Run by hand; nothing here asserts a figure. ``BENCH_SECONDS`` sets each wrk run'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,49 +187,68 @@ async def stream_timings(
     total: int,
     *,
     anthropic: bool = False,
+    cpus: set[int] | None = None,
 ) -> tuple[list[float], list[float], int]:
-    """Time to first content chunk and to the end, per streamed request.
+    """Time to first content chunk and to the end, per streamed request (bench/streamclient.py).
 
-    ``anthropic`` sends Anthropic's Messages request instead of OpenAI's chat request.
+    ``anthropic`` sends Anthropic's Messages request instead of OpenAI's chat request;
+    ``cpus`` keeps the client on those cores.
     """
     path, marker = (
-        ("/messages", b'"text_delta"') if anthropic else ("/chat/completions", b'"content"')
+        ("/messages", '"text_delta"') if anthropic else ("/chat/completions", '"content"')
     )
     request: dict[str, object] = {"model": model, "messages": MESSAGES, "stream": True}
     if anthropic:
         request["max_tokens"] = 256
-    body = orjson.dumps(request)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    headers = [f"Authorization: Bearer {token}"]
     if anthropic:
-        headers.update(ANTHROPIC_HEADERS)
-    first: list[float] = []
-    whole: list[float] = []
-    errors = 0
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(total):
-        queue.put_nowait(i)
+        headers += [f"{k}: {v}" for k, v in ANTHROPIC_HEADERS.items()]
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "streamclient.py"),
+        "--url",
+        url + path,
+        "--body",
+        orjson.dumps(request).decode(),
+        "--marker",
+        marker,
+        "--concurrency",
+        str(concurrency),
+        "--total",
+        str(total),
+        *(part for header in headers for part in ("--header", header)),
+        *(("--cpus", ",".join(map(str, sorted(cpus)))) if cpus else ()),
+    ]
+    done = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, check=True, timeout=300
+    )
+    timings = orjson.loads(done.stdout)
+    return timings["first"], timings["whole"], timings["errors"]
 
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal errors
-        while not queue.empty():
-            queue.get_nowait()
-            started = time.perf_counter()
-            got_first = False
-            async with client.stream("POST", url + path, content=body, headers=headers) as response:
-                if response.status_code != 200:
-                    errors += 1
-                    await response.aread()
-                    continue
-                async for chunk in response.aiter_raw():
-                    if not got_first and marker in chunk:
-                        first.append((time.perf_counter() - started) * 1000)
-                        got_first = True
-            whole.append((time.perf_counter() - started) * 1000)
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-    return first, whole, errors
+@contextlib.contextmanager
+def own_core(pid: int, *, others: tuple[int, ...]) -> Iterator[set[int]]:
+    """The process alone on the first core it may use, the others on the rest, then back.
+
+    Yields the rest, for a process started meanwhile (the stream client) to keep to.
+
+    The 1,000-chunk stand-in writes its events as fast as Python can, which keeps a core
+    busy for several milliseconds per stream. On two cores it competes with the proxy
+    and the client for the other, and the first token through the proxy waits for the
+    scheduler rather than for the proxy's work; on a core of its own it does not.
+    """
+    cores = sorted(os.sched_getaffinity(0))
+    before = {p: os.sched_getaffinity(p) for p in (pid, *others)}
+    rest = set(cores[1:])
+    os.sched_setaffinity(pid, {cores[0]})
+    for other in others:
+        os.sched_setaffinity(other, rest)
+    try:
+        yield rest
+    finally:
+        for p, affinity in before.items():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(p, affinity)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -363,7 +384,7 @@ async def main() -> int:
             counter = UsageCounter(f"bench{suffix}", workspace_id)
             await counter.start()
             results, calls = await run_scenarios(
-                binary, stack, token, names, upstreams, connections, proxy_pid
+                binary, stack, token, names, upstreams, connections, proxy_pid, long.pid
             )
             report(results)
             added(results)
@@ -458,6 +479,7 @@ async def run_scenarios(
     upstreams: dict[str, str],
     connections: dict[str, str],
     proxy_pid: int,
+    long_upstream_pid: int,
 ) -> tuple[list[Result], int]:
     """Every scenario's results, and how many calls the proxy answered in all."""
     results: list[Result] = []
@@ -538,26 +560,47 @@ async def run_scenarios(
     await pair("plain c=10 after scale-up", "fast", 10, {"messages": MESSAGES})
     memory()
 
+    async def streams(
+        label: str, chunks: int, c: int, translated: bool = False, cpus: set[int] | None = None
+    ) -> None:
+        """Time to first token and to the end, straight to the upstream and through the proxy."""
+        nonlocal answered
+        total = {20: 200, 1000: 40}[chunks] * (5 if c == 100 else 1)
+        first_token: dict[str, float] = {}
+        for path, url, model in (
+            ("direct", upstreams[label], "bench-model"),
+            ("proxy", proxy, names[label]),
+        ):
+            first, whole, errors = await stream_timings(
+                url, token, model, c, total, anthropic=translated and path == "direct", cpus=cpus
+            )
+            if path == "proxy":
+                answered += total - errors
+            first_token[path] = percentile(first, 0.5)
+            kind = "translated " if translated else ""
+            extra = (
+                f"  (+{first_token['proxy'] - first_token['direct']:.2f} ms to the first token)"
+                if path == "proxy"
+                else ""
+            )
+            say(
+                f"  {kind}stream {chunks} chunks c={c:<3} {path:<7} ttft p50 "
+                f"{first_token[path]:.2f} ms  p99 {percentile(first, 0.99):.2f} ms"
+                f"  total p50 {percentile(whole, 0.5):.2f} ms  errors {errors}{extra}"
+            )
+
     say("streams")
-    stream_cases = (("fast", 20, False), ("long", 1000, False), ("claude", 20, True))
-    for label, chunks, translated in stream_cases:
-        for c in (1, 10):
-            for path, url, model in (
-                ("direct", upstreams[label], "bench-model"),
-                ("proxy", proxy, names[label]),
-            ):
-                total = 200 if chunks == 20 else 40
-                first, whole, errors = await stream_timings(
-                    url, token, model, c, total, anthropic=translated and path == "direct"
-                )
-                if path == "proxy":
-                    answered += total - errors
-                kind = "translated " if translated else ""
-                say(
-                    f"  {kind}stream {chunks} chunks c={c:<3} {path:<7} ttft p50 "
-                    f"{percentile(first, 0.5):.2f} ms  p99 {percentile(first, 0.99):.2f} ms"
-                    f"  total p50 {percentile(whole, 0.5):.2f} ms  errors {errors}"
-                )
+    for c in (1, 10, 100):
+        await streams("fast", 20, c)
+    for c in (1, 10):
+        await streams("claude", 20, c, translated=True)
+    for c in (1, 10):
+        await streams("long", 1000, c)
+    if len(os.sched_getaffinity(0)) >= 2:
+        say("  again, the 1,000-chunk stand-in on one core, the proxy and the client on another")
+        with own_core(long_upstream_pid, others=(proxy_pid,)) as rest:
+            for c in (1, 10):
+                await streams("long", 1000, c, cpus=rest)
     memory()
 
     say(f"a long run: plain c=10 for {LONG_SECONDS} s, memory sampled every 5 s")

@@ -150,10 +150,10 @@ def _is_token(name: str) -> bool:
     return bool(name) and _TOKEN_CHARS.issuperset(name)
 
 
-def _encode_request(
-    method: str, target: _Target, query: str, headers: Mapping[str, str], body: bytes
+def _encode_head(
+    method: str, target: _Target, query: str, headers: Mapping[str, str], body_size: int
 ) -> bytes:
-    """The whole request as the bytes of one write."""
+    """The request line and headers; the body follows them in the same write."""
     if not _is_token(method):
         raise ValueError("the method must be an HTTP token such as GET or POST")
 
@@ -170,16 +170,15 @@ def _encode_request(
         if lowered in _FRAMING_HEADERS:
             raise ValueError(f"the {lowered} header is set by the client, not the caller")
         lines.append(f"{name}: {value}\r\n")
-    if body or method not in _BODILESS_METHODS:
-        lines.append(f"Content-Length: {len(body)}\r\n")
+    if body_size or method not in _BODILESS_METHODS:
+        lines.append(f"Content-Length: {body_size}\r\n")
     lines.append("\r\n")
 
     try:
-        head = "".join(lines).encode()
+        return "".join(lines).encode()
     except UnicodeEncodeError:
         # The codec's own error quotes the text it failed on, keys included.
         raise ValueError("a header is not encodable as UTF-8") from None
-    return head + body if body else head
 
 
 class _Headers(Mapping[str, str]):
@@ -291,7 +290,7 @@ class _Connection(asyncio.Protocol):
 
     # The request's side.
 
-    async def exchange(self, payload: bytes, *, head_request: bool) -> None:
+    async def exchange(self, head: bytes, body: bytes, *, head_request: bool) -> None:
         """Send the request; return once the response's status and headers are in."""
         if self._lost or self._transport is None:
             if self.reused:
@@ -300,7 +299,11 @@ class _Connection(asyncio.Protocol):
             raise UpstreamError("connection closed before the request was sent")
 
         self._reset(head_request=head_request)
-        self._transport.write(payload)
+        if body:
+            # One system call for both, without copying a large body behind the head.
+            self._transport.writelines((head, body))
+        else:
+            self._transport.write(head)
 
         while not self._head_done:
             if self._error is not None:
@@ -842,7 +845,7 @@ class UpstreamClient:
 
         address, query = _split_query(url)
         target = _target(address)
-        payload = _encode_request(method, target, query, headers, body)
+        head = _encode_head(method, target, query, headers, len(body))
         pool = self._pools.get(target.origin)
         if pool is None:
             pool = self._pools[target.origin] = _Pool(self, target)
@@ -850,12 +853,12 @@ class UpstreamClient:
 
         connection = await pool.acquire(fresh=False)
         try:
-            await connection.exchange(payload, head_request=head_request)
+            await connection.exchange(head, body, head_request=head_request)
         except _StaleConnection:
             # The server closed a kept-alive connection, as servers do with idle ones,
             # without a byte of answer: the request goes once more, on a connection of its own.
             connection = await pool.acquire(fresh=True)
-            await connection.exchange(payload, head_request=head_request)
+            await connection.exchange(head, body, head_request=head_request)
         return UpstreamResponse(connection, self.max_body_bytes)
 
     async def close(self) -> None:
