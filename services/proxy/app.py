@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None) -> ModelAPI:
         try:
             yield
         finally:
+            gateway.flush()
             await feed.stop()
             await usage.stop()
             await nc.drain()

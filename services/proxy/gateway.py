@@ -81,6 +81,10 @@ class Gateway:
         self._recorder = CallRecorder(usage)
         self._max_body_bytes = max_body_bytes
 
+    def flush(self) -> None:
+        """Account for the calls finished last (metrics, log lines): the process is stopping."""
+        self._recorder.flush()
+
     def refusal_while_stale(self, dialect: Dialect) -> Response | None:
         """A 503 while the view cannot be trusted, before anything else is looked at."""
         if self._feed.stale:

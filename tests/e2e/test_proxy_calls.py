@@ -8,11 +8,12 @@ from pathlib import Path
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from tests.conftest import Infra
 from tests.e2e.conftest import OpenAIFor
-from tests.e2e.flows import ReadyModel, ready_model
+from tests.e2e.flows import ReadyModel, grant_when_known, listed, ready_model
 from tests.emulator import EmulatorState
 from tests.stack import Stack
 from tests.support import Workspace, eventually
@@ -271,3 +272,42 @@ async def test_a_client_leaving_a_plain_call_abandons_the_upstream_call(
         assert asyncio.get_running_loop().time() - left_at < state.delay
     finally:
         state.delay = 0.0
+
+
+async def test_each_call_leaves_one_log_line_with_its_own_context(
+    openai_for: OpenAIFor, stack: Stack, ready: ReadyModel
+) -> None:
+    """Per-call lines are written just after the calls, together; each still names its own caller."""
+    ws = ready.workspace
+    other = await ws.member("other")
+    await grant_when_known(
+        ws, ready.model["id"], {"principal_kind": "user", "principal_id": other["id"]}
+    )
+    other_token = await ws.token_for(other["id"])
+    await eventually(lambda: listed(stack, other_token, ready.model["name"]), within=10)
+
+    await asyncio.gather(
+        *(
+            openai_for(token).chat.completions.create(model=ready.model["name"], messages=MESSAGES)
+            for token in (ready.token, other_token, ready.token, other_token)
+        )
+    )
+
+    async def call_lines() -> list[dict[str, object]] | None:
+        lines = [
+            orjson.loads(line)
+            for line in (stack.log_dir / "proxy.log").read_text(errors="replace").splitlines()
+            if '"model_call"' in line and ws.id in line
+        ]
+        return lines if len(lines) >= 4 else None
+
+    lines = await eventually(call_lines, within=5)
+    assert len(lines) == 4
+    assert sorted(str(line["user_id"]) for line in lines) == sorted(
+        [ready.member["id"], other["id"]] * 2
+    )
+    assert len({line["request_id"] for line in lines}) == 4
+    for line in lines:
+        assert line["workspace_id"] == ws.id
+        assert line["model"] == ready.model["name"]
+        assert line["status"] == 200 and line["operation"] == "chat"
