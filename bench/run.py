@@ -13,8 +13,9 @@ both ways. At the end: how many usage events reached a consumer on the stream, a
 rate, against the calls the proxy answered; and how long an access change takes to
 reach the proxy (the cases of ``bench/propagation.py``, fewer runs).
 
-The proxy runs as in production: one process, JSON logs at WARNING, spans made but not
-written to a file (the tests' span file costs a synchronous write per call).
+The proxy runs as in production: one process, JSON logs at INFO (``BENCH_LOG_LEVEL``),
+one line per call, to a file the bench removes afterwards; no trace exporter, so no spans
+(the tests' span file would cost a synchronous write per call).
 
 Run by hand; nothing here asserts a figure. ``BENCH_SECONDS`` sets each wrk run's length.
 """
@@ -53,6 +54,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "8"))
 # How long the last run lasts while the proxy's memory is sampled.
 LONG_SECONDS = int(os.environ.get("BENCH_LONG_SECONDS", "40"))
 PROPAGATION_RUNS = int(os.environ.get("BENCH_PROPAGATION_RUNS", "20"))
+LOG_LEVEL = os.environ.get("BENCH_LOG_LEVEL", "INFO")
 MESSAGES = [{"role": "user", "content": "Say something short."}]
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
 
@@ -362,6 +364,7 @@ async def main() -> int:
     database = f"byom_bench_{suffix}"
     database_url = create_database(database)
     upstream_processes = []
+    log_dir = Path(tempfile.mkdtemp(prefix="byom-bench-"))
     try:
         fast, fast_url = start_upstream(0)
         slow, slow_url = start_upstream(20)
@@ -374,8 +377,8 @@ async def main() -> int:
             nats_url=NATS_URL,
             stream=f"BENCH_{suffix.upper()}",
             subject_prefix=f"bench{suffix}",
-            log_dir=Path(tempfile.mkdtemp(prefix="byom-bench-")),
-            extra_env={"proxy": {"BYOM_LOG_LEVEL": "WARNING", "BYOM_TRACE_FILE": ""}},
+            log_dir=log_dir,
+            extra_env={"proxy": {"BYOM_LOG_LEVEL": LOG_LEVEL, "BYOM_TRACE_FILE": ""}},
         ) as stack:
             token, names, connections, workspace_id = await setup(
                 stack, upstreams, {"claude": "anthropic"}
@@ -398,6 +401,9 @@ async def main() -> int:
     finally:
         for process in upstream_processes:
             process.terminate()
+        # Hundreds of thousands of log lines: kept only when asked for.
+        if not os.environ.get("BENCH_KEEP_LOGS"):
+            shutil.rmtree(log_dir, ignore_errors=True)
         drop_database(database)
         nc = await nats.connect(NATS_URL)
         await nc.jetstream().delete_stream(f"BENCH_{suffix.upper()}")
@@ -529,6 +535,7 @@ async def run_scenarios(
         rss, peak = memory_mb(proxy_pid)
         say(f"  proxy memory: {rss:.0f} MB, peak so far {peak:.0f} MB")
 
+    say(f"the proxy: one uvicorn process, logs at {LOG_LEVEL}, no trace exporter")
     say("plain chat")
     for label, delay in (("fast", 0), ("slow", 20)):
         for c in (1, 10, 100):
