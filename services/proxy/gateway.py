@@ -48,6 +48,8 @@ from shared.providers import (
 log = structlog.get_logger(__name__)
 _propagator = TraceContextTextMapPropagator()
 _T = TypeVar("_T")
+# The most a provider may send without completing an event (see Gateway._relayed).
+MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 # A door's own checks of a parsed body: a refusal, or None when the body will do.
 BodyCheck = Callable[[dict[str, Any], Dialect], Response | None]
@@ -181,6 +183,11 @@ class Gateway:
             call.status = 499
             self._recorder.record(call)
             raise
+        except Exception:
+            # Answered by the model API's catch-all as a 500; the provider was called.
+            call.status = 500
+            self._recorder.record(call)
+            raise
         finally:
             end_span(span, call)
 
@@ -202,10 +209,17 @@ class Gateway:
         if not _succeeded(response):
             return self._refused(call, response, content)
 
+        if _compressed(response):
+            return self._failed(call, upstream.compressed(call.provider))
+
         try:
             body, call.usage = reply.answer(content)
         except UnexpectedResponse as error:
             return self._failed(call, upstream.bad_answer(error))
+        except Exception:
+            # An answer shaped so oddly that the adapter tripped over it: the provider's.
+            log.exception("upstream_answer_unreadable", provider_kind=call.adapter.kind)
+            return self._failed(call, upstream.unreadable(call.provider))
 
         self._recorder.record(call)
         return Response(body, status_code=200, media_type="application/json")
@@ -218,11 +232,20 @@ class Gateway:
         span = start_span(call, admitted.trace_parent)
         # A model may think for a long while before its first byte: a client that leaves
         # meanwhile cancels the request then, not only once the stream has begun.
-        opened = await cancel_on_disconnect(admitted.request, self._open_stream(call, prepared))
+        opened: UpstreamResponse | Response | None = None
+        try:
+            opened = await cancel_on_disconnect(admitted.request, self._open_stream(call, prepared))
+        except Exception:
+            call.status = 500
+            raise
+        finally:
+            # None: the client left, the server is stopping, or opening failed unexpectedly.
+            if opened is None:
+                if call.status == 200:
+                    call.status = 499
+                end_span(span, call)
+                self._recorder.record(call)
         if opened is None:
-            call.status = 499
-            end_span(span, call)
-            self._recorder.record(call)
             return Response(status_code=499)
         if isinstance(opened, Response):
             end_span(span, call)
@@ -236,22 +259,26 @@ class Gateway:
                 async for piece in self._relayed(call, response, relay):
                     yield piece
             except (asyncio.CancelledError, GeneratorExit):
-                # The client went away: the provider's work is cancelled below.
                 call.status = 499
                 raise
             except Exception:
                 call.status = 500
                 log.exception("stream_relay_failed")
                 raise
-            finally:
-                # Back to the pool if the provider's answer came whole; otherwise the
-                # connection is dropped, which stops the provider's work too.
-                response.release()
-                call.usage = relay.usage
-                end_span(span, call)
-                self._recorder.record(call)
 
-        return EventStream(events())
+        def finish(completed: bool) -> None:
+            """Runs once the response is over, whether or not a piece of it was sent."""
+            if not completed and call.status == 200:
+                # The client left, possibly before the first piece was asked for.
+                call.status = 499
+            # Back to the pool if the provider's answer came whole; otherwise the
+            # connection is dropped, which stops the provider's work too.
+            response.release()
+            call.usage = relay.usage
+            end_span(span, call)
+            self._recorder.record(call)
+
+        return EventStream(events(), finish)
 
     async def _open_stream(
         self, call: Call, prepared: ChatUpstreamRequest
@@ -259,6 +286,9 @@ class Gateway:
         """The provider's streaming response once its headers arrive, or the refusal to send."""
         try:
             response = await upstream.send(self._providers, prepared)
+            if _succeeded(response) and _compressed(response):
+                response.close()
+                return self._failed(call, upstream.compressed(call.provider))
             if _succeeded(response):
                 return response
 
@@ -274,12 +304,22 @@ class Gateway:
         self, call: Call, response: UpstreamResponse, relay: StreamRelay
     ) -> AsyncIterator[bytes]:
         """Each provider read, relayed as soon as it arrives; then the stream's end."""
+        # Bytes read since something was last passed on: a provider that never finishes an
+        # event would otherwise be held in memory without limit.
+        unsent = 0
         try:
             async for data in response.chunks():
                 out = relay.feed(data)
                 if out:
+                    unsent = 0
                     yield out
-            tail = relay.close()
+                    continue
+                unsent += len(data)
+                if unsent > MAX_EVENT_BYTES:
+                    tail = relay.broken(upstream.oversized_event(call.provider, MAX_EVENT_BYTES))
+                    break
+            else:
+                tail = relay.close()
         except upstream.TRANSPORT_ERRORS as error:
             log.warning("upstream_stream_broken", error=type(error).__name__)
             tail = relay.broken(upstream.transport_failure(call.provider, error))
@@ -354,6 +394,12 @@ def _unsendable(call: Call) -> Response:
     return call.dialect.failure(failure, call.provider)
 
 
+def _compressed(response: UpstreamResponse) -> bool:
+    """Whether the provider compressed its answer, though asked not to (it is not relayed)."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    return encoding not in ("", "identity")
+
+
 def _succeeded(response: UpstreamResponse) -> bool:
     return 200 <= response.status < 300
 
@@ -364,8 +410,9 @@ class EventStream(Response):
     Starlette's StreamingResponse would do, but under this ASGI server it runs a task
     group of two tasks per stream to notice the client leaving, which costs the first
     token a good part of a millisecond. Here the stream is sent from the calling task and
-    one watcher cancels it if the client goes; the pieces' generator is closed either way,
-    which closes the provider's response.
+    one watcher cancels it if the client goes; the pieces' generator is closed and
+    ``finish`` called either way (with whether the response went out whole), which closes
+    the provider's response and accounts for the call.
     """
 
     _HEADERS: Final = [
@@ -374,21 +421,24 @@ class EventStream(Response):
         (b"x-accel-buffering", b"no"),
     ]
 
-    def __init__(self, pieces: AsyncGenerator[bytes, None]) -> None:
+    def __init__(self, pieces: AsyncGenerator[bytes, None], finish: Callable[[bool], None]) -> None:
         self.status_code = 200
         self.background = None
         self.raw_headers = list(self._HEADERS)
         self._pieces = pieces
+        self._finish = finish
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
         assert task is not None
         watcher = asyncio.ensure_future(_cancel_when_gone(receive, task))
+        completed = False
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             async for piece in self._pieces:
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            completed = True
         except asyncio.CancelledError:
             if not watcher.done() or watcher.cancelled():
                 raise
@@ -396,7 +446,10 @@ class EventStream(Response):
             task.uncancel()
         finally:
             watcher.cancel()
+            # Closing a generator never started runs none of its code: whatever must
+            # happen at the end (the provider's connection, the accounts) is in finish.
             await self._pieces.aclose()
+            self._finish(completed)
 
 
 async def cancel_on_disconnect(request: Request, work: Awaitable[_T]) -> _T | None:

@@ -536,6 +536,12 @@ class _Connection(asyncio.Protocol):
         self._fields[key] = text if previous is None else f"{previous}, {text}"
 
     def on_headers_complete(self) -> None:
+        if self._head_done:
+            # The head of a second answer to one request: the first one stands, and the
+            # connection is not trusted again.
+            self._reusable = False
+            return
+
         status = self._parser.get_status_code()
         if status < 200:
             if status == 101:

@@ -211,8 +211,10 @@ class PassThroughRelay:
             return b""
 
         self._failure = failure
-        rest = self.close()
-        return rest + self._reply.error_event(failure, self._last_sequence + 1)
+        # What is held is part of an event: sent on, it would run into the error event and
+        # spoil both; it is dropped instead.
+        self._events.discard()
+        return self._reply.error_event(failure, self._last_sequence + 1)
 
     def _numbered_seen(self, relayed: bytes) -> bytes:
         if self._reply.numbered and relayed:

@@ -118,6 +118,10 @@ class EventRelay:
         del self._held[:end]
         return self._looked_at(block)
 
+    def discard(self) -> None:
+        """The stream broke off: the partial event held is dropped."""
+        self._held = bytearray()
+
     def close(self) -> bytes:
         """The stream ended: what is left, even without a final separator."""
         rest, self._held = bytes(self._held), bytearray()

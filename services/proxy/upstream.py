@@ -77,3 +77,33 @@ def bad_answer(error: UnexpectedResponse) -> UpstreamFailure:
         status=502,
         category="bad_response",
     )
+
+
+def compressed(provider: str) -> UpstreamFailure:
+    """A 2xx answer compressed though the proxy asked for none: neither relayed nor read."""
+    return UpstreamFailure(
+        f"{provider} sent a compressed answer, which the gateway did not ask for",
+        provider=provider,
+        status=502,
+        category="bad_response",
+    )
+
+
+def unreadable(provider: str) -> UpstreamFailure:
+    """A 2xx answer the provider's adapter could not make sense of."""
+    return UpstreamFailure(
+        f"{provider} sent an answer the gateway could not read",
+        provider=provider,
+        status=502,
+        category="bad_response",
+    )
+
+
+def oversized_event(provider: str, limit: int) -> UpstreamFailure:
+    """A stream event that grew past the limit without ending."""
+    return UpstreamFailure(
+        f"{provider} sent a stream event larger than {limit // (1024 * 1024)} MiB",
+        provider=provider,
+        status=502,
+        category="bad_response",
+    )

@@ -103,6 +103,7 @@ class UsageRecorder:
         self._task: asyncio.Task[None] | None = None
         self.published = 0
         self.dropped = 0
+        self._in_flight = 0
 
     @property
     def pending(self) -> int:
@@ -145,12 +146,14 @@ class UsageRecorder:
         """Publish what is queued (within the timeout), then stop."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._queue.join(), within_seconds)
+        # Still queued, and taken but not yet acknowledged (a batch being retried).
+        lost = self.pending + self._in_flight
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self.pending:
-            log.error("usage_lost_at_shutdown", count=self.pending)
+        if lost:
+            log.error("usage_lost_at_shutdown", count=lost)
 
     async def _run(self) -> None:
         while True:
@@ -161,10 +164,34 @@ class UsageRecorder:
             while len(taken) < BATCH_SIZE and not self._queue.empty():
                 taken.append(self._queue.get_nowait())
             try:
-                await self._publish([recorded.encoded() for recorded in taken])
+                batch = self._encoded(taken)
+                self._in_flight = len(batch)
+                await self._publish(batch)
+            except Exception:
+                # Whatever went wrong with this batch, the publisher must outlive it: every
+                # later call's usage depends on it.
+                log.exception("usage_batch_failed", size=len(taken))
+                self.dropped += self._in_flight
             finally:
+                self._in_flight = 0
                 for _ in taken:
                     self._queue.task_done()
+
+    def _encoded(self, taken: list[_Recorded]) -> list[tuple[str, bytes]]:
+        """Each record as its event; one that cannot be written is dropped and counted."""
+        batch = []
+        for recorded in taken:
+            try:
+                batch.append(recorded.encoded())
+            except (TypeError, ValueError) as error:
+                # A provider's absurd figure, say a token count past 64 bits.
+                self.dropped += 1
+                log.error(
+                    "usage_unencodable",
+                    request_id=recorded.usage.request_id,
+                    error=type(error).__name__,
+                )
+        return batch
 
     async def _publish(self, batch: list[tuple[str, bytes]]) -> None:
         pending = batch
@@ -174,14 +201,12 @@ class UsageRecorder:
                 e for e, outcome in zip(pending, outcomes, strict=True) if outcome is not None
             ]
             self.published += len(pending) - len(failed)
+            self._in_flight = len(failed)
             if not failed:
                 return
 
-            log.warning(
-                "usage_publish_retry",
-                failed=len(failed),
-                error=type(outcomes[0] or failed).__name__,
-            )
+            first_error = next(outcome for outcome in outcomes if outcome is not None)
+            log.warning("usage_publish_retry", failed=len(failed), error=type(first_error).__name__)
             pending = failed
             await asyncio.sleep(_RETRY_SECONDS)
 

@@ -9,6 +9,7 @@ status, the provider named, and never the provider key.
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -341,3 +342,73 @@ async def test_no_provider_key_reached_a_log_or_a_span(stack: Stack, setup: Setu
     for key in setup.providers.keys.values():
         assert key not in logs and key[-16:] not in logs
         assert key not in spans and key[-16:] not in spans
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_a_compressed_answer_nobody_asked_for_is_a_502(
+    stack: Stack, setup: Setup, emulator: EmulatorState, stream: bool
+) -> None:
+    """The proxy asks for answers uncompressed; gzip bytes are refused, not relayed as JSON or counted as free."""
+    answer = gzip.compress(
+        b'{"id":"x","object":"chat.completion","choices":[],"usage":{"prompt_tokens":9}}'
+    )
+    emulator.fail_next(200, raw_body=answer, headers={"Content-Encoding": "gzip"})
+
+    response = await call(
+        stack, "chat", setup.providers.models["openai"], setup.providers.token, stream=stream
+    )
+
+    assert response.status_code == 502
+    error = error_of("chat", response)
+    assert "compressed" in error["message"]
+    assert setup.providers.name("openai") in error["message"]
+
+
+async def test_an_answer_the_adapter_cannot_read_is_a_502(
+    stack: Stack, setup: Setup, emulator: EmulatorState
+) -> None:
+    """A 200 from Anthropic whose text block holds a number is the provider's fault: 502, not a crash."""
+    emulator.fail_next(
+        200,
+        raw_body=orjson.dumps(
+            {
+                "id": "msg_odd",
+                "type": "message",
+                "role": "assistant",
+                "model": UPSTREAM_MODEL,
+                "content": [{"type": "text", "text": 5}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": 1, "output_tokens": 1},
+            }
+        ),
+    )
+
+    response = await call(stack, "chat", setup.providers.models["anthropic"], setup.providers.token)
+
+    assert response.status_code == 502
+    assert "could not read" in error_of("chat", response)["message"]
+
+
+async def test_a_stream_event_that_never_ends_is_cut_off(
+    stack: Stack, setup: Setup, emulator: EmulatorState
+) -> None:
+    """A provider streaming one event without end is not held in memory for ever: the stream ends with an error event."""
+    endless = b"data: {" + b'"x":"' + b"y" * (17 * 1024 * 1024)
+    emulator.fail_next(200, raw_body=endless, headers={"Content-Type": "text/event-stream"})
+
+    async with (
+        httpx.AsyncClient(base_url=stack.openai_base_url, timeout=30) as client,
+        client.stream(
+            **door_request(
+                "chat", setup.providers.models["openai"], setup.providers.token, stream=True
+            ),
+            method="POST",
+        ) as response,
+    ):
+        received = b"".join([piece async for piece in response.aiter_bytes()])
+
+    assert response.status_code == 200
+    assert len(received) < 1024 * 1024
+    error = orjson.loads(received.split(b"data: ", 1)[1].split(b"\n", 1)[0])["error"]
+    assert "larger than 16 MiB" in error["message"]

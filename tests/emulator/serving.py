@@ -88,7 +88,7 @@ def raw_fault(fault: Fault, headers: dict[str, str] | None = None) -> Response |
     return Response(
         fault.raw_body,
         status_code=fault.status,
-        headers={**retry_headers(fault), **(headers or {})},
+        headers={**retry_headers(fault), **dict(fault.headers), **(headers or {})},
         media_type="application/json",
     )
 

@@ -58,12 +58,13 @@ class Fault:
     """An answer to give instead of the real one.
 
     ``raw_body`` replaces the OpenAI-style error body, so a fault can also be a 200
-    carrying garbage.
+    carrying garbage; ``headers`` go with it (a Content-Encoding nobody asked for, say).
     """
 
     status: int
     retry_after: float | None = None
     raw_body: bytes | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -111,12 +112,18 @@ class EmulatorState:
         times: int = 1,
         retry_after: float | None = None,
         raw_body: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         """Answer the next ``times`` upstream requests with ``status`` instead."""
         if times < 1:
             raise ValueError("a fault must apply at least once")
 
-        fault = Fault(status=status, retry_after=retry_after, raw_body=raw_body)
+        fault = Fault(
+            status=status,
+            retry_after=retry_after,
+            raw_body=raw_body,
+            headers=tuple((headers or {}).items()),
+        )
         self.faults.extend([fault] * times)
 
     def take_fault(self) -> Fault | None:

@@ -109,3 +109,39 @@ async def test_an_outage_bounds_the_queue_and_the_backlog_goes_out_when_nats_ret
     ids = await published(server.url)
     assert len(ids) == len(set(ids)) == recorder.published
     assert recorder.published == 50
+
+
+async def test_a_record_that_cannot_be_written_is_dropped_and_the_rest_go_out(
+    server: NatsServer,
+) -> None:
+    """A provider's absurd figure (a token count past 64 bits) costs its own event, not the publisher."""
+    nc = await nats.connect(server.url)
+    await ensure_stream(nc.jetstream(), STREAM, PREFIX)
+    recorder = UsageRecorder(nc.jetstream(), stream=STREAM, subject_prefix=PREFIX, capacity=100)
+    recorder.start()
+    absurd = usage().model_copy(update={"input_tokens": 2**64})
+    before, after = [usage() for _ in range(3)], [usage() for _ in range(3)]
+    for record in before:
+        recorder.record(record, workspace_id="w", actor_id="u")
+    recorder.record(absurd, workspace_id="w", actor_id="u")
+    for record in after:
+        recorder.record(record, workspace_id="w", actor_id="u")
+
+    async def published_six() -> bool:
+        return recorder.published == 6
+
+    await eventually(published_six, within=10)
+    # A later batch still goes out: the publisher lived on.
+    last = usage()
+    recorder.record(last, workspace_id="w", actor_id="u")
+
+    async def published_seven() -> bool:
+        return recorder.published == 7
+
+    await eventually(published_seven, within=10)
+    await recorder.stop()
+    await nc.close()
+
+    ids = await published(server.url)
+    assert sorted(ids) == sorted(r.request_id for r in [*before, *after, last])
+    assert recorder.dropped == 1

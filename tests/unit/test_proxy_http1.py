@@ -423,6 +423,30 @@ async def test_bytes_after_a_complete_answer_spoil_only_the_connection(answer: b
 
 
 @pytest.mark.parametrize(
+    "second",
+    [
+        b"HTTP/1.1 200 OK\r\nX-Second: yes\r\nContent-Length: 3\r\n\r\nyes",
+        b"HTTP/1.1 103 Early\r\n\r\n",
+    ],
+    ids=["a-second-answer", "an-interim-answer"],
+)
+async def test_a_second_answer_in_the_same_read_does_not_replace_the_first(second: bytes) -> None:
+    """A refusal followed at once by another head keeps its own status, headers and body."""
+    first = b"HTTP/1.1 401 Unauthorized\r\nX-First: yes\r\nContent-Length: 2\r\n\r\nno"
+    async with (
+        Upstream(answering(first + second)) as upstream,
+        upstream_client() as client,
+        await client.request("GET", upstream.url(), {}, b"") as response,
+    ):
+        body = await response.read()
+        assert (response.status, response.headers.get("x-first"), body) == (401, "yes", b"no")
+        assert "x-second" not in response.headers
+        assert await get(client, upstream.url()) == b"no"
+
+    assert upstream.accepted == 2
+
+
+@pytest.mark.parametrize(
     ("answer", "streamed"),
     [
         (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789", False),
