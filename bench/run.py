@@ -586,7 +586,7 @@ async def run_scenarios(
             first_token[path] = percentile(first, 0.5)
             kind = "translated " if translated else ""
             extra = (
-                f"  (+{first_token['proxy'] - first_token['direct']:.2f} ms to the first token)"
+                f"  ({first_token['proxy'] - first_token['direct']:+.2f} ms to the first token)"
                 if path == "proxy"
                 else ""
             )

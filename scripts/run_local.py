@@ -212,6 +212,9 @@ def _refuse_busy_ports() -> None:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as probe:
+        # As the servers themselves bind: connections of a gateway just stopped, waiting
+        # out TIME_WAIT, do not make a port busy; a listener does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:

@@ -240,6 +240,15 @@ class AnthropicDialect(Dialect):
     def failure(self, failure: UpstreamFailure, provider: str) -> Response:
         return reply(anthropic_failure(failure, provider))
 
+    def unauthenticated(self) -> Response:
+        # Anthropic's clients send their key as x-api-key: say so in their terms.
+        return self.error(
+            401,
+            "Invalid gateway token. Pass a token issued by your gateway admin as "
+            "'x-api-key: <token>' (or 'Authorization: Bearer <token>').",
+            type_="authentication_error",
+        )
+
     def unsupported(self, error: UnsupportedFeature) -> Response:
         return reply(anthropic_unsupported(error))
 

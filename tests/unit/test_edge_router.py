@@ -6,6 +6,7 @@ echoes the cookies it was sent; the router is called in-process.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 
 import httpx
@@ -89,3 +90,20 @@ async def test_public_routes_and_openapi_documents_are_served_once_each(
         assert answer.json()["path"] == path
         assert len(answer.headers.get_list("date")) <= 1
         assert len(answer.headers.get_list("server")) == 0
+
+
+def test_a_port_is_busy_while_listened_on_not_while_its_old_connections_wait_out() -> None:
+    """A gateway stopped a moment ago leaves connections in TIME_WAIT; make run may start again."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = listener.accept()
+            # The server's side closes first, so its end of the connection waits out TIME_WAIT.
+            accepted.close()
+            client.recv(1)
+        assert not run_local._port_free(port)
+
+    assert run_local._port_free(port)

@@ -248,3 +248,15 @@ def test_groq_stream_usage_in_its_extension_is_counted() -> None:
 
     assert out == sse(chunk("hi")) + b"data: [DONE]\n\n"
     assert relay.usage is not None and relay.usage.output_tokens == 6
+
+
+def test_each_door_says_where_its_clients_put_the_token() -> None:
+    """OpenAI's clients send a bearer token, Anthropic's an x-api-key: a 401 speaks their terms."""
+    openai_error = orjson.loads(OPENAI.unauthenticated().body)["error"]
+    anthropic_response = ANTHROPIC.unauthenticated()
+    anthropic_error = orjson.loads(anthropic_response.body)["error"]
+
+    assert "Authorization: Bearer" in openai_error["message"]
+    assert anthropic_response.status_code == 401
+    assert anthropic_error["type"] == "authentication_error"
+    assert anthropic_error["message"].count("x-api-key") == 1
