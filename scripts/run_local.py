@@ -173,14 +173,45 @@ def dev_secrets() -> dict[str, str]:
     return values
 
 
-def wait_healthy(url: str, timeout: float = 60) -> None:
+def wait_healthy(
+    url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process.poll() is not None:
+            # Said at once, with the service's own last words, not after the timeout.
+            raise SystemExit(f"{log.stem} stopped at start: {_last_error(log)} (log: {log})")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url, timeout=1).status_code == 200:
                 return
         time.sleep(0.2)
-    raise RuntimeError(f"{url} did not become healthy; see the logs in {STATE}")
+    raise SystemExit(f"{url} did not become healthy within {timeout:.0f} s; see {log}")
+
+
+def _last_error(log: Path) -> str:
+    """What a service said last about why it stopped: its last exception, else error."""
+    records = []
+    lines = log.read_text(errors="replace").splitlines()
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            records.append(json.loads(line))
+    for record in reversed(records):
+        # Ours carry an "exception" field; uvicorn logs a failed start-up's traceback as
+        # the event itself.
+        event = str(record.get("event", ""))
+        exception = str(record.get("exception", "")).strip() or (
+            event.strip() if event.startswith("Traceback") else ""
+        )
+        if exception:
+            said = [line for line in exception.splitlines() if line.strip()]
+            # SQLAlchemy ends its errors with a link to its documentation: skip it.
+            return next(
+                (line for line in reversed(said) if not line.startswith("(Background")), said[-1]
+            )
+    for record in reversed(records):
+        if record.get("level") in ("error", "critical"):
+            return str(record.get("event"))
+    return lines[-1] if lines else "nothing logged"
 
 
 def first_workspace(operator_token: str) -> str | None:
@@ -285,16 +316,16 @@ def main() -> int:
                 if name == "console"
                 else {"BYOM_DATABASE_URL": database_url(name)}
             )
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", f"services.{name}", "--port", str(PORTS[name])],
-                    cwd=ROOT,
-                    env={**env, **own},
-                    stdout=(STATE / f"{name}.log").open("ab"),
-                    stderr=subprocess.STDOUT,
-                )
+            log = STATE / f"{name}.log"
+            process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}", "--port", str(PORTS[name])],
+                cwd=ROOT,
+                env={**env, **own},
+                stdout=log.open("ab"),
+                stderr=subprocess.STDOUT,
             )
-            wait_healthy(f"http://127.0.0.1:{PORTS[name]}/{name}/healthz")
+            processes.append(process)
+            wait_healthy(f"http://127.0.0.1:{PORTS[name]}/{name}/healthz", process, log)
         token = first_workspace(values["operator_token"])
         base = f"http://127.0.0.1:{EDGE_PORT}"
         storage = "PostgreSQL (DATABASE_URL)" if DATABASE_URL else f"SQLite files in {STATE}"

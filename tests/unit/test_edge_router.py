@@ -7,9 +7,13 @@ echoes the cookies it was sent; the router is called in-process.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -107,3 +111,30 @@ def test_a_port_is_busy_while_listened_on_not_while_its_old_connections_wait_out
         assert not run_local._port_free(port)
 
     assert run_local._port_free(port)
+
+
+def test_a_service_that_stops_at_start_is_reported_with_its_own_reason(tmp_path: Path) -> None:
+    """make run names why a service stopped (a database that does not exist, say), not a timeout."""
+    log = tmp_path / "access.log"
+    traceback = (
+        'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
+        'sqlalchemy.exc.OperationalError: FATAL:  database "nope" does not exist\n'
+        "(Background on this error at: https://sqlalche.me/e/21/e3q8)"
+    )
+    log.write_text(
+        "\n".join(
+            orjson.dumps(record).decode()
+            for record in (
+                {"event": "Waiting for application startup.", "level": "info"},
+                {"event": traceback, "level": "error"},
+                {"event": "Application startup failed. Exiting.", "level": "error"},
+            )
+        )
+    )
+    stopped = subprocess.Popen([sys.executable, "-c", "pass"])
+    stopped.wait()
+
+    with pytest.raises(SystemExit) as exit_:
+        run_local.wait_healthy("http://127.0.0.1:9/access/healthz", stopped, log, timeout=5)
+
+    assert 'database "nope" does not exist' in str(exit_.value)
