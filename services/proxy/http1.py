@@ -7,6 +7,12 @@ goes out as one write, the answer is parsed by llhttp (through ``httptools``) st
 the event loop's protocol callbacks, and each origin keeps a small pool of keep-alive
 connections. It runs on uvloop and on plain asyncio alike.
 
+A kept-alive connection the server closed while idle is found out only when used: a
+request on it that gets not one byte of answer is sent once more, on a fresh connection.
+Servers close idle connections without reading what arrives, which is the case this
+covers; a server that read a request and then closed without a byte of answer would see
+it twice.
+
 What it deliberately does not do:
 
 - follow redirects: a request carrying a provider key must never be replayed to another
