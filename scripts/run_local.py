@@ -316,16 +316,16 @@ def main() -> int:
                 if name == "console"
                 else {"BYOM_DATABASE_URL": database_url(name)}
             )
-            log = STATE / f"{name}.log"
+            log_path = STATE / f"{name}.log"
             process = subprocess.Popen(
                 [sys.executable, "-m", f"services.{name}", "--port", str(PORTS[name])],
                 cwd=ROOT,
                 env={**env, **own},
-                stdout=log.open("ab"),
+                stdout=log_path.open("ab"),
                 stderr=subprocess.STDOUT,
             )
             processes.append(process)
-            wait_healthy(f"http://127.0.0.1:{PORTS[name]}/{name}/healthz", process, log)
+            wait_healthy(f"http://127.0.0.1:{PORTS[name]}/{name}/healthz", process, log_path)
         token = first_workspace(values["operator_token"])
         base = f"http://127.0.0.1:{EDGE_PORT}"
         storage = "PostgreSQL (DATABASE_URL)" if DATABASE_URL else f"SQLite files in {STATE}"
