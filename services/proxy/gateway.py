@@ -179,13 +179,10 @@ class Gateway:
         try:
             with trace.use_span(span, end_on_exit=False):
                 return await self._exchange(call, prepared, reply)
-        except asyncio.CancelledError:
-            call.status = 499
-            self._recorder.record(call)
-            raise
-        except Exception:
-            # Answered by the model API's catch-all as a 500; the provider was called.
-            call.status = 500
+        except (asyncio.CancelledError, Exception) as error:
+            # The client left (499), or the model API's catch-all answers a 500; either
+            # way the provider was called.
+            call.status = 499 if isinstance(error, asyncio.CancelledError) else 500
             self._recorder.record(call)
             raise
         finally:
@@ -255,12 +252,10 @@ class Gateway:
         relay = reply.relay()
 
         async def events() -> AsyncGenerator[bytes, None]:
+            # A client that leaves is finish's to account for; only a failure is told here.
             try:
                 async for piece in self._relayed(call, response, relay):
                     yield piece
-            except (asyncio.CancelledError, GeneratorExit):
-                call.status = 499
-                raise
             except Exception:
                 call.status = 500
                 log.exception("stream_relay_failed")
@@ -286,11 +281,11 @@ class Gateway:
         """The provider's streaming response once its headers arrive, or the refusal to send."""
         try:
             response = await upstream.send(self._providers, prepared)
-            if _succeeded(response) and _compressed(response):
+            if _succeeded(response):
+                if not _compressed(response):
+                    return response
                 response.close()
                 return self._failed(call, upstream.compressed(call.provider))
-            if _succeeded(response):
-                return response
 
             async with response:
                 content = await response.read()

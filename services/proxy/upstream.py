@@ -23,6 +23,7 @@ from shared.providers import (
     UnexpectedResponse,
     UpstreamFailure,
 )
+from shared.providers.failures import bad_response
 from shared.secrets import ProviderKey
 
 # What a failed provider connection raises: the client's errors (its timeouts among them).
@@ -71,39 +72,23 @@ def refusal(
 
 def bad_answer(error: UnexpectedResponse) -> UpstreamFailure:
     """A 2xx answer the gateway could not read as the provider's documented format."""
-    return UpstreamFailure(
-        error.message,
-        provider=error.provider,
-        status=502,
-        category="bad_response",
-    )
+    return bad_response(error.provider, error.message)
 
 
 def compressed(provider: str) -> UpstreamFailure:
     """A 2xx answer compressed though the proxy asked for none: neither relayed nor read."""
-    return UpstreamFailure(
-        f"{provider} sent a compressed answer, which the gateway did not ask for",
-        provider=provider,
-        status=502,
-        category="bad_response",
+    return bad_response(
+        provider, f"{provider} sent a compressed answer, which the gateway did not ask for"
     )
 
 
 def unreadable(provider: str) -> UpstreamFailure:
     """A 2xx answer the provider's adapter could not make sense of."""
-    return UpstreamFailure(
-        f"{provider} sent an answer the gateway could not read",
-        provider=provider,
-        status=502,
-        category="bad_response",
-    )
+    return bad_response(provider, f"{provider} sent an answer the gateway could not read")
 
 
 def oversized_event(provider: str, limit: int) -> UpstreamFailure:
     """A stream event that grew past the limit without ending."""
-    return UpstreamFailure(
-        f"{provider} sent a stream event larger than {limit // (1024 * 1024)} MiB",
-        provider=provider,
-        status=502,
-        category="bad_response",
+    return bad_response(
+        provider, f"{provider} sent a stream event larger than {limit // (1024 * 1024)} MiB"
     )

@@ -118,13 +118,13 @@ def transport_failure(provider: str, error: httpx.HTTPError) -> UpstreamFailure:
     )
 
 
+def bad_response(provider: str, message: str) -> UpstreamFailure:
+    """A 2xx the gateway cannot pass on as the provider's answer: a 502."""
+    return UpstreamFailure(message, provider=provider, status=502, category="bad_response")
+
+
 def stream_ended_early(provider: str) -> UpstreamFailure:
-    return UpstreamFailure(
-        f"{provider} ended the stream before the answer was complete",
-        provider=provider,
-        status=502,
-        category="bad_response",
-    )
+    return bad_response(provider, f"{provider} ended the stream before the answer was complete")
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
